@@ -1,0 +1,5 @@
+import sys
+
+from mokd.cli import main
+
+sys.exit(main())

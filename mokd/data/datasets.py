@@ -1,0 +1,291 @@
+"""Dataset factory: one config dict -> a labelled ``Dataset`` of (image or transformed image, int label).
+
+Config keys (anything else raises ValueError):
+  name          "fashion_mnist" | "imagefolder" | "cifar10" | "cifar100"
+  root          dataset root (imagefolder: ``root/train``, ``root/val``; CIFAR: the folder holding
+                ``cifar-10-batches-py`` / ``cifar-100-python``; Fashion-MNIST: ``root/FashionMNIST/raw``)
+  class_list    optional text file, one class name per line: keep those classes, relabelled 0..C-1
+                in file order (ImageNet-100). For CIFAR / Fashion-MNIST the names are the dataset's
+                class names.
+  file_list     optional text file selecting samples of the *train* split (or a dict
+                ``{"train": path, "val": path}``). Imagefolder lines: ``class/filename`` or SimCLR-style
+                ``n01440764_10026.JPEG``; CIFAR / Fashion-MNIST lines: integer sample indices.
+  on_bad_image  "error" (default) | "skip" (imagefolder only)
+  max_per_class optional int: the first N samples of every class (small deterministic subsets)
+Splits are "train" and "val" (Fashion-MNIST / CIFAR: "val" is the test set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from torch.utils.data import Dataset
+
+from .cifar import CIFAR_SPECS, LocalCIFAR10, LocalCIFAR100, cifar_files, cifar_missing_message, write_cifar_like
+from .fashion_mnist import (
+    DEBIAN_SOURCE_DIR,
+    INSTALL_HINT,
+    FashionMNISTRGB,
+    missing_raw_files,
+    prepare_fashion_mnist,
+)
+from .imagefolder import BAD_IMAGE_POLICIES, ImageFolderDataset, file_list_entry_path, list_class_dirs
+from .subsets import class_balanced_subset, read_file_list, write_file_list
+
+__all__ = [
+    "DATASET_NAMES",
+    "SPLITS",
+    "DatasetConfig",
+    "SelectedDataset",
+    "build_dataset",
+    "check_dataset",
+    "class_balanced_subset",
+    "file_list_entries",
+    "parse_dataset_config",
+    "prepare_fashion_mnist",
+    "read_file_list",
+    "write_cifar_like",
+    "write_file_list",
+]
+
+DATASET_NAMES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "cifar10", "cifar100")
+SPLITS: tuple[str, ...] = ("train", "val")
+CONFIG_KEYS: tuple[str, ...] = ("name", "root", "class_list", "file_list", "on_bad_image", "max_per_class")
+
+Transform = Optional[Callable[[Any], Any]]
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Validated dataset config (see the module docstring)."""
+
+    name: str
+    root: Path
+    class_list: Optional[Path] = None
+    file_lists: dict[str, Path] = field(default_factory=dict)
+    on_bad_image: str = "error"
+    max_per_class: Optional[int] = None
+
+    def file_list(self, split: str) -> Optional[Path]:
+        """The file list applying to ``split``, if any."""
+        return self.file_lists.get(split)
+
+
+def parse_dataset_config(cfg: Mapping[str, Any]) -> DatasetConfig:
+    """Validate a config dict; unknown keys and bad values raise ValueError naming the key."""
+    unknown = [k for k in cfg if k not in CONFIG_KEYS]
+    if unknown:
+        raise ValueError(f"unknown dataset config key {unknown[0]!r}; allowed keys: {', '.join(CONFIG_KEYS)}")
+    for key in ("name", "root"):
+        if cfg.get(key) in (None, ""):
+            raise ValueError(f"dataset config key {key!r} is required")
+    name = cfg["name"]
+    if name not in DATASET_NAMES:
+        raise ValueError(f"dataset config key 'name' must be one of {DATASET_NAMES}, got {name!r}")
+    on_bad = cfg.get("on_bad_image", "error")
+    if on_bad not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"dataset config key 'on_bad_image' must be one of {BAD_IMAGE_POLICIES}, got {on_bad!r}")
+    mpc = cfg.get("max_per_class")
+    if mpc is not None and (isinstance(mpc, bool) or not isinstance(mpc, int) or mpc < 1):
+        raise ValueError(f"dataset config key 'max_per_class' must be a positive int, got {mpc!r}")
+    fl = cfg.get("file_list")
+    if fl is None:
+        file_lists: dict[str, Path] = {}
+    elif isinstance(fl, Mapping):
+        bad = [k for k in fl if k not in SPLITS]
+        if bad:
+            raise ValueError(f"dataset config key 'file_list' has unknown split {bad[0]!r}; splits: {SPLITS}")
+        file_lists = {k: Path(v) for k, v in fl.items() if v is not None}
+    else:
+        file_lists = {"train": Path(fl)}
+    cl = cfg.get("class_list")
+    return DatasetConfig(
+        name=name,
+        root=Path(cfg["root"]),
+        class_list=Path(cl) if cl is not None else None,
+        file_lists=file_lists,
+        on_bad_image=on_bad,
+        max_per_class=mpc,
+    )
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+class SelectedDataset(Dataset):
+    """A subset of an array-backed dataset, relabelled; ``source_indices`` index the full split."""
+
+    def __init__(self, base: Dataset, source_indices: Sequence[int], label_map: Mapping[int, int], classes: list[str]):
+        self.base = base
+        self.source_indices = list(source_indices)
+        self.label_map = dict(label_map)
+        self.classes = classes
+        base_targets = base.targets  # type: ignore[attr-defined]
+        self.targets: list[int] = [self.label_map[int(base_targets[i])] for i in self.source_indices]
+
+    def __len__(self) -> int:
+        return len(self.source_indices)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        img, _ = self.base[self.source_indices[index]]
+        return img, self.targets[index]
+
+
+def _select(base: Dataset, cfg: DatasetConfig, split: str) -> Dataset:
+    """Apply file_list (indices), class_list and max_per_class to an array-backed dataset."""
+    fl = cfg.file_list(split)
+    if cfg.class_list is None and fl is None and cfg.max_per_class is None:
+        return base
+    targets: list[int] = base.targets  # type: ignore[attr-defined]
+    base_classes: list[str] = list(base.classes)  # type: ignore[attr-defined]
+    n = len(targets)
+
+    if fl is None:
+        indices = list(range(n))
+    else:
+        indices = []
+        for entry in read_file_list(fl):
+            try:
+                i = int(entry)
+            except ValueError:
+                raise ValueError(f"{fl}: entry {entry!r} is not an integer sample index ({cfg.name})") from None
+            if not 0 <= i < n:
+                raise ValueError(f"{fl}: index {i} out of range for {n} {split} samples of {cfg.name}")
+            indices.append(i)
+
+    if cfg.class_list is None:
+        classes = base_classes
+        label_map = {i: i for i in range(len(classes))}
+    else:
+        classes = read_file_list(cfg.class_list)
+        unknown = [c for c in classes if c not in base_classes]
+        if unknown:
+            raise ValueError(f"{cfg.class_list}: class {unknown[0]!r} is not a {cfg.name} class")
+        label_map = {base_classes.index(c): new for new, c in enumerate(classes)}
+        indices = [i for i in indices if targets[i] in label_map]
+
+    if cfg.max_per_class is not None:
+        counts: dict[int, int] = {}
+        kept = []
+        for i in indices:
+            y = targets[i]
+            if counts.get(y, 0) < cfg.max_per_class:
+                counts[y] = counts.get(y, 0) + 1
+                kept.append(i)
+        indices = kept
+    return SelectedDataset(base, indices, label_map, classes)
+
+
+def build_dataset(cfg: Mapping[str, Any], split: str, transform: Transform = None) -> Dataset:
+    """Build the labelled dataset described by ``cfg`` for ``split`` ("train" or "val").
+
+    Items are ``(transform(image) or PIL RGB image, int label)``; every returned dataset has
+    ``targets`` (list of int labels) and ``classes`` (class names, index = label).
+    Fashion-MNIST is prepared from the Debian package on first use (see ``prepare_fashion_mnist``).
+    """
+    c = parse_dataset_config(cfg)
+    _check_split(split)
+    train = split == "train"
+    if c.name == "imagefolder":
+        split_dir = c.root / split
+        if not split_dir.is_dir():
+            raise FileNotFoundError(_imagefolder_missing_message(split_dir))
+        fl = c.file_list(split)
+        return ImageFolderDataset(
+            split_dir,
+            class_list=read_file_list(c.class_list) if c.class_list is not None else None,
+            files=read_file_list(fl) if fl is not None else None,
+            max_per_class=c.max_per_class,
+            transform=transform,
+            on_bad_image=c.on_bad_image,
+        )
+    if c.name == "fashion_mnist":
+        prepare_fashion_mnist(c.root)
+        base: Dataset = FashionMNISTRGB(c.root, train=train, transform=transform)
+    elif c.name == "cifar10":
+        base = LocalCIFAR10(c.root, train=train, transform=transform)
+    else:
+        base = LocalCIFAR100(c.root, train=train, transform=transform)
+    return _select(base, c, split)
+
+
+def file_list_entries(dataset: Dataset, indices: Sequence[int]) -> list[str]:
+    """File-list lines that select ``dataset[indices]`` again from the same split.
+
+    Imagefolder: ``class/filename``; CIFAR / Fashion-MNIST: the sample's index in the full split.
+    Use with :func:`class_balanced_subset` and :func:`write_file_list` to save 1 % / 10 % splits.
+    """
+    if isinstance(dataset, ImageFolderDataset):
+        return [dataset.samples[i][0] for i in indices]
+    if isinstance(dataset, SelectedDataset):
+        return [str(dataset.source_indices[i]) for i in indices]
+    return [str(int(i)) for i in indices]
+
+
+def _imagefolder_missing_message(path: Path) -> str:
+    return (
+        f"image folder path {path} not found; expected root/train/<class>/<image> and "
+        f"root/val/<class>/<image> (ImageNet: download ILSVRC2012 from https://image-net.org and "
+        f"arrange the validation images into class folders)"
+    )
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def check_dataset(cfg: Mapping[str, Any], split: str) -> None:
+    """Cheaply verify that ``build_dataset(cfg, split)`` will find its files (no image is decoded).
+
+    Raises FileNotFoundError naming the first missing path and how to get the data, ValueError for a
+    bad config. Writes nothing.
+    """
+    c = parse_dataset_config(cfg)
+    _check_split(split)
+    if c.class_list is not None:
+        _require_file(c.class_list, "class list file")
+    fl = c.file_list(split)
+    if fl is not None:
+        _require_file(fl, "file list")
+
+    if c.name == "fashion_mnist":
+        missing = missing_raw_files(c.root)
+        debian_missing = [
+            DEBIAN_SOURCE_DIR / f"{p.name}.gz" for p in missing if not (DEBIAN_SOURCE_DIR / f"{p.name}.gz").is_file()
+        ]
+        if missing and debian_missing:
+            raise FileNotFoundError(
+                f"Fashion-MNIST raw file {missing[0]} not found and its source {debian_missing[0]} is missing; "
+                f"run `{INSTALL_HINT}` (then it is prepared automatically), or call "
+                f"mokd.data.prepare_fashion_mnist({str(c.root)!r}) on a machine with internet access"
+            )
+        return
+    if c.name in CIFAR_SPECS:
+        for path in cifar_files(c.root, c.name, split == "train"):
+            if not path.is_file():
+                raise FileNotFoundError(cifar_missing_message(path, c.name))
+        return
+
+    split_dir = c.root / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(_imagefolder_missing_message(split_dir))
+    classes = read_file_list(c.class_list) if c.class_list is not None else list_class_dirs(split_dir)
+    if not classes:
+        raise FileNotFoundError(f"no class folders in {split_dir}; {_imagefolder_missing_message(split_dir)}")
+    for cls in classes:
+        if not (split_dir / cls).is_dir():
+            raise FileNotFoundError(f"class folder not found: {split_dir / cls} (listed in {c.class_list})")
+    if fl is not None:
+        wanted = set(classes)
+        for entry in read_file_list(fl):
+            rel = file_list_entry_path(entry)
+            if rel.split("/", 1)[0] not in wanted and c.class_list is not None:
+                continue  # dropped by the class list
+            if not (split_dir / rel).is_file():
+                raise FileNotFoundError(f"image {split_dir / rel} listed in {fl} not found")
+

@@ -1,0 +1,68 @@
+"""Process-group set-up from torchrun's or SLURM's environment; no-ops in a single process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _slurm_master_addr() -> str:
+    nodelist = os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1")
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.split()[0]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return nodelist.split(",")[0]
+
+
+def env_dist_info() -> DistInfo:
+    """Rank and world size from torchrun (RANK/WORLD_SIZE) or a SLURM job step (SLURM_PROCID/SLURM_NTASKS)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return DistInfo(int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"]), int(os.environ.get("SLURM_LOCALID", 0)))
+    return DistInfo()
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group described by the environment (NCCL on GPU, gloo on CPU)."""
+    info = env_dist_info()
+    if info.world_size == 1 or dist.is_initialized():
+        return info if not dist.is_initialized() else DistInfo(dist.get_rank(), dist.get_world_size(), info.local_rank)
+    os.environ.setdefault("MASTER_ADDR", _slurm_master_addr() if "SLURM_JOB_ID" in os.environ else "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "9999")) % 20000))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    dist.init_process_group(backend, init_method="env://", rank=info.rank, world_size=info.world_size)
+    return info
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= dist.get_world_size()
+    return value
