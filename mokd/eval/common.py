@@ -1,0 +1,97 @@
+"""What every evaluation command shares: settings, device, the teacher to evaluate, the metrics file.
+
+A protocol command reads its settings from `--config FILE` (YAML) and/or `--settings JSON` (merged
+over the file; the workflow passes each job its own slice this way), evaluates one or more exported
+teachers and writes one metrics JSON:
+
+    {"protocol": ..., "metrics": {...}, "checkpoints": [...],
+     "provenance": {"checkpoint_sha256": [...], "config_hash": ..., "code_version": ..., "dataset": ...,
+                    "scale": ..., "settings": {...}, "created": ...}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml
+from mokd.provenance import code_version, file_sha256, now
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, checkpoints: str = "one") -> None:
+    """--checkpoint (or --checkpoints), --config, --settings, --out, --device and overrides."""
+    if checkpoints == "one":
+        parser.add_argument("--checkpoint", required=True, help="exported teacher (teacher_<model>.pt)")
+    else:
+        parser.add_argument("--checkpoints", nargs="+", required=True, help="exported teachers")
+    parser.add_argument("--config", default=None, help="YAML with the protocol's settings")
+    parser.add_argument("--settings", default=None, help="JSON settings merged over --config")
+    parser.add_argument("--out", required=True, help="metrics JSON to write")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides of the settings")
+
+
+def load_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults <- --config file <- --settings JSON <- overrides; unknown keys are an error naming them."""
+    settings: dict[str, Any] = dict(defaults or {})
+    if args.config:
+        settings = deep_merge(settings, load_yaml(args.config))
+    if args.settings:
+        try:
+            settings = deep_merge(settings, json.loads(args.settings))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--settings is not valid JSON: {exc}") from exc
+    settings = apply_overrides(settings, list(getattr(args, "overrides", []) or []))
+    if defaults is not None:
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown} for `{args.command}`; allowed: {sorted(defaults)}")
+    return settings
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def dataset_label(data_cfg: dict[str, Any]) -> str:
+    """A short human-readable dataset identity for provenance."""
+    extra = {k: v for k, v in data_cfg.items() if k not in ("name", "root")}
+    return f"{data_cfg.get('name')}:{data_cfg.get('root')}" + (f" {json.dumps(extra, sort_keys=True)}" if extra else "")
+
+
+def write_metrics(
+    out: str | Path,
+    protocol: str,
+    metrics: dict[str, Any],
+    checkpoints: list[str | Path],
+    settings: dict[str, Any],
+    dataset: str,
+) -> dict[str, Any]:
+    """Write the metrics JSON atomically, with its provenance; returns what was written."""
+    record = {
+        "protocol": protocol,
+        "metrics": metrics,
+        "checkpoints": [str(c) for c in checkpoints],
+        "provenance": {
+            "checkpoint_sha256": [file_sha256(c) for c in checkpoints],
+            "config_hash": config_hash(settings),
+            "code_version": code_version(),
+            "dataset": dataset,
+            "scale": settings.get("scale"),
+            "settings": settings,
+            "created": now(),
+        },
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(out)
+    return record
