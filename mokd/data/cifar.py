@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -103,7 +104,7 @@ class LocalCIFAR10(_LocalFilesMixin, CIFAR10):
         self,
         root: str | os.PathLike[str],
         train: bool = True,
-        transform: Optional[Callable[[Image.Image], Any]] = None,
+        transform: Callable[[Image.Image], Any] | None = None,
     ) -> None:
         _check_files(root, self._variant, train)
         super().__init__(str(root), train=train, transform=transform, download=False)
@@ -120,7 +121,7 @@ class LocalCIFAR100(_LocalFilesMixin, CIFAR100):
         self,
         root: str | os.PathLike[str],
         train: bool = True,
-        transform: Optional[Callable[[Image.Image], Any]] = None,
+        transform: Callable[[Image.Image], Any] | None = None,
     ) -> None:
         _check_files(root, self._variant, train)
         super().__init__(str(root), train=train, transform=transform, download=False)
@@ -175,10 +176,8 @@ def write_cifar_like(
     data = np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), 3072))
     files = spec.train_files if train else spec.test_files
     parts = np.array_split(np.arange(len(images)), len(files))
-    for b, (fname, idx) in enumerate(zip(files, parts), start=1):
-        batch_label = (
-            f"training batch {b} of {len(files)}" if train else f"testing batch {b} of {len(files)}"
-        )
+    for b, (fname, idx) in enumerate(zip(files, parts, strict=True), start=1):
+        batch_label = f"training batch {b} of {len(files)}" if train else f"testing batch {b} of {len(files)}"
         entry: dict[str, Any] = {
             "batch_label": batch_label,
             spec.label_key: [labels[i] for i in idx],

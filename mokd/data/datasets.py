@@ -17,13 +17,21 @@ Splits are "train" and "val" (Fashion-MNIST / CIFAR: "val" is the test set).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 from torch.utils.data import Dataset
 
-from .cifar import CIFAR_SPECS, LocalCIFAR10, LocalCIFAR100, cifar_files, cifar_missing_message, write_cifar_like
+from .cifar import (
+    CIFAR_SPECS,
+    LocalCIFAR10,
+    LocalCIFAR100,
+    cifar_files,
+    cifar_missing_message,
+    write_cifar_like,
+)
 from .fashion_mnist import (
     DEBIAN_SOURCE_DIR,
     INSTALL_HINT,
@@ -54,7 +62,7 @@ DATASET_NAMES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "cifar10", "ci
 SPLITS: tuple[str, ...] = ("train", "val")
 CONFIG_KEYS: tuple[str, ...] = ("name", "root", "class_list", "file_list", "on_bad_image", "max_per_class")
 
-Transform = Optional[Callable[[Any], Any]]
+Transform = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,12 @@ class DatasetConfig:
 
     name: str
     root: Path
-    class_list: Optional[Path] = None
+    class_list: Path | None = None
     file_lists: dict[str, Path] = field(default_factory=dict)
     on_bad_image: str = "error"
-    max_per_class: Optional[int] = None
+    max_per_class: int | None = None
 
-    def file_list(self, split: str) -> Optional[Path]:
+    def file_list(self, split: str) -> Path | None:
         """The file list applying to ``split``, if any."""
         return self.file_lists.get(split)
 
@@ -84,9 +92,11 @@ def parse_dataset_config(cfg: Mapping[str, Any]) -> DatasetConfig:
     name = cfg["name"]
     if name not in DATASET_NAMES:
         raise ValueError(f"dataset config key 'name' must be one of {DATASET_NAMES}, got {name!r}")
-    on_bad = cfg.get("on_bad_image", "error")
+    on_bad = cfg.get("on_bad_image") or "error"
     if on_bad not in BAD_IMAGE_POLICIES:
-        raise ValueError(f"dataset config key 'on_bad_image' must be one of {BAD_IMAGE_POLICIES}, got {on_bad!r}")
+        raise ValueError(
+            f"dataset config key 'on_bad_image' must be one of {BAD_IMAGE_POLICIES}, got {on_bad!r}"
+        )
     mpc = cfg.get("max_per_class")
     if mpc is not None and (isinstance(mpc, bool) or not isinstance(mpc, int) or mpc < 1):
         raise ValueError(f"dataset config key 'max_per_class' must be a positive int, got {mpc!r}")
@@ -119,7 +129,9 @@ def _check_split(split: str) -> None:
 class SelectedDataset(Dataset):
     """A subset of an array-backed dataset, relabelled; ``source_indices`` index the full split."""
 
-    def __init__(self, base: Dataset, source_indices: Sequence[int], label_map: Mapping[int, int], classes: list[str]):
+    def __init__(
+        self, base: Dataset, source_indices: Sequence[int], label_map: Mapping[int, int], classes: list[str]
+    ):
         self.base = base
         self.source_indices = list(source_indices)
         self.label_map = dict(label_map)
@@ -152,7 +164,9 @@ def _select(base: Dataset, cfg: DatasetConfig, split: str) -> Dataset:
             try:
                 i = int(entry)
             except ValueError:
-                raise ValueError(f"{fl}: entry {entry!r} is not an integer sample index ({cfg.name})") from None
+                raise ValueError(
+                    f"{fl}: entry {entry!r} is not an integer sample index ({cfg.name})"
+                ) from None
             if not 0 <= i < n:
                 raise ValueError(f"{fl}: index {i} out of range for {n} {split} samples of {cfg.name}")
             indices.append(i)
@@ -256,11 +270,14 @@ def check_dataset(cfg: Mapping[str, Any], split: str) -> None:
     if c.name == "fashion_mnist":
         missing = missing_raw_files(c.root)
         debian_missing = [
-            DEBIAN_SOURCE_DIR / f"{p.name}.gz" for p in missing if not (DEBIAN_SOURCE_DIR / f"{p.name}.gz").is_file()
+            DEBIAN_SOURCE_DIR / f"{p.name}.gz"
+            for p in missing
+            if not (DEBIAN_SOURCE_DIR / f"{p.name}.gz").is_file()
         ]
         if missing and debian_missing:
             raise FileNotFoundError(
-                f"Fashion-MNIST raw file {missing[0]} not found and its source {debian_missing[0]} is missing; "
+                f"Fashion-MNIST raw file {missing[0]} not found and its source {debian_missing[0]} "
+                "is missing; "
                 f"run `{INSTALL_HINT}` (then it is prepared automatically), or call "
                 f"mokd.data.prepare_fashion_mnist({str(c.root)!r}) on a machine with internet access"
             )
@@ -288,4 +305,3 @@ def check_dataset(cfg: Mapping[str, Any], split: str) -> None:
                 continue  # dropped by the class list
             if not (split_dir / rel).is_file():
                 raise FileNotFoundError(f"image {split_dir / rel} listed in {fl} not found")
-

@@ -6,8 +6,9 @@ import gzip
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from PIL import Image
 from torchvision.datasets import FashionMNIST
@@ -125,7 +126,7 @@ class FashionMNISTRGB(FashionMNIST):
         self,
         root: str | os.PathLike[str],
         train: bool = True,
-        transform: Optional[Callable[[Image.Image], Any]] = None,
+        transform: Callable[[Image.Image], Any] | None = None,
     ) -> None:
         missing = missing_raw_files(root)
         if missing:

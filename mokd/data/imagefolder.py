@@ -1,12 +1,13 @@
-"""ImageNet-style image folders (``split_dir/<class>/<file>``) with class lists, file lists and bad-image handling."""
+"""ImageNet-style image folders ``split_dir/<class>/<file>``: class lists, file lists, bad images."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -73,10 +74,10 @@ class ImageFolderDataset(Dataset):
     def __init__(
         self,
         split_dir: str | os.PathLike[str],
-        class_list: Optional[Sequence[str]] = None,
-        files: Optional[Sequence[str]] = None,
-        max_per_class: Optional[int] = None,
-        transform: Optional[Callable[[Image.Image], Any]] = None,
+        class_list: Sequence[str] | None = None,
+        files: Sequence[str] | None = None,
+        max_per_class: int | None = None,
+        transform: Callable[[Image.Image], Any] | None = None,
         on_bad_image: str = "error",
     ) -> None:
         if on_bad_image not in BAD_IMAGE_POLICIES:
@@ -105,7 +106,9 @@ class ImageFolderDataset(Dataset):
                 if cls not in self.class_to_idx:
                     if explicit_classes:
                         continue
-                    raise FileNotFoundError(f"class folder {self.root / cls} of file-list entry {entry!r} not found")
+                    raise FileNotFoundError(
+                        f"class folder {self.root / cls} of file-list entry {entry!r} not found"
+                    )
                 if max_per_class is not None and counts[cls] >= max_per_class:
                     continue
                 counts[cls] += 1

@@ -6,7 +6,8 @@ work in DataLoader worker processes.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -131,7 +132,7 @@ class MultiCropTransform:
         return crops
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "MultiCropTransform":
+    def from_config(cls, cfg: Mapping[str, Any]) -> MultiCropTransform:
         """Build from a config dict; missing keys take the paper values, unknown keys raise ValueError."""
         unknown = [k for k in cfg if k not in cls.CONFIG_KEYS]
         if unknown:

@@ -1,0 +1,73 @@
+"""Shapes of every paper architecture and of the heads; the pair widths are reconciled by projection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mokd.models.backbone import build_backbone
+from mokd.models.heads import MLPHead, THead
+
+PAPER_ARCHS = [
+    "resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0", "mobilenetv3_large_100",
+    "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+]
+EXPECTED_WIDTH = {
+    "resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "efficientnet_b0": 1280,
+    "mobilenetv3_large_100": 960, "vit_tiny_patch16_224": 192, "vit_small_patch16_224": 384,
+    "vit_base_patch16_224": 768,
+}
+
+
+@pytest.mark.parametrize("arch", PAPER_ARCHS)
+def test_paper_backbones_pooled_tokens_and_heads(arch: str) -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone({"arch": arch}).eval()
+    x_global, x_local = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = backbone(x_global)
+        out_local = backbone(x_local)
+    width = EXPECTED_WIDTH[arch]
+    assert backbone.feature_dim == width and out.pooled.shape == (2, width)
+    if backbone.kind == "vit":
+        assert out.grid == (4, 4) and out.tokens.shape == (2, 16, width) and out.cls is not None
+        assert out_local.tokens.shape == (2, 4, width)  # a smaller crop works (dynamic image size)
+    else:
+        h, w = out.grid
+        assert out.tokens.shape == (2, h * w, width) and out.cls is None
+    head = MLPHead(width, 32, hidden_dim=16, bottleneck_dim=8)
+    t_head = THead(width, 48, 32, depth=1, num_heads=6, base_grid=max(out.grid))
+    with torch.no_grad():
+        assert head(out.pooled).shape == (2, 32)
+        assert t_head(out.tokens, out.grid).shape == (2, 32)
+        query = t_head.query_token(out_local.tokens, out_local.cls)
+        assert query.shape == (2, 48)
+        assert t_head(out.tokens, out.grid, query=query).shape == (2, 32)
+
+
+def test_resnets_keep_torchvision_init() -> None:
+    """zero_init_last=False: the last BN of each block is not zeroed (torchvision, as the paper)."""
+    net = build_backbone({"arch": "resnet18"}).net
+    assert float(net.layer1[0].bn2.weight.abs().sum()) > 0
+
+
+def test_small_stem_keeps_several_positions() -> None:
+    backbone = build_backbone({"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride1": True})
+    assert backbone.eval()(torch.randn(1, 3, 32, 32)).grid == (4, 4)
+    standard = build_backbone({"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}})
+    assert standard.eval()(torch.randn(1, 3, 32, 32)).grid == (1, 1)
+
+
+def test_search_changes_the_embedding_and_query_position_is_dropped() -> None:
+    torch.manual_seed(0)
+    t_head = THead(16, 16, 10, depth=2, num_heads=2, base_grid=3)
+    tokens = torch.randn(2, 9, 16)
+    plain = t_head(tokens, (3, 3))
+    searched = t_head(tokens, (3, 3), query=torch.randn(2, 16))
+    assert plain.shape == searched.shape == (2, 10)
+    assert not torch.allclose(plain, searched)
+
+
+def test_unknown_backbone_key_is_named() -> None:
+    with pytest.raises(ValueError, match="stem_stride"):
+        build_backbone({"arch": "resnet18", "stem_stride": True})
