@@ -292,7 +292,7 @@ class Trainer:
             name = model.slot.name
             record[name] = {
                 "loss": float(total.detach()),
-                **{f"L_{t}": float(v) for t, v in terms.items()},
+                **{f"L_{t}": float(v.detach()) for t, v in terms.items()},
                 "lr": float(model.optimizers[0].lr[step]),
                 "wd": float(model.optimizers[0].weight_decay[step]),
                 "momentum": float(model.momentum[step]),

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set-up, idempotent and quick when nothing changed: the .venv/ with the pinned packages
+# (requirements.txt), the mokd package itself (editable), and the offline Fashion-MNIST files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.mokd-installed
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing requirements.txt into .venv (first time: about 2 minutes)"
+  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+
+# The embedded default dataset: Debian's Fashion-MNIST package (MIT licence). Elsewhere torchvision
+# downloads it on first use.
+fm=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -f "$fm" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing Debian package dataset-fashion-mnist"
+  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+    || echo "[setup] warning: could not install dataset-fashion-mnist; torchvision will try to download Fashion-MNIST"
+fi
+echo "[setup] ready: $(.venv/bin/python -c 'import torch, timm, snakemake; print(f"torch {torch.__version__}, timm {timm.__version__}, snakemake {snakemake.__version__}")')"
