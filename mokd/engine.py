@@ -126,9 +126,13 @@ class Trainer:
         dataset: torch.utils.data.Dataset,
         transform: Any,
         dist_info: DistInfo | None = None,
+        export_dir: str | Path | None = None,
+        restart_on_config_change: bool = False,
     ) -> None:
         self.cfg = cfg
         self.out_dir = Path(out_dir)
+        self.export_dir = Path(export_dir) if export_dir is not None else self.out_dir
+        self.restart_on_config_change = restart_on_config_change
         self.dist = dist_info or DistInfo()
         self.device = resolve_device(cfg["device"])
         self.precision = cfg["precision"] if self.device.type == "cuda" else "fp32"
@@ -348,12 +352,21 @@ class Trainer:
             atomic_save(self.state_dict(), self.checkpoint_path)
 
     def maybe_resume(self) -> bool:
-        """Load checkpoint.pt from the output folder if there is one; refuse it if the config differs."""
+        """Load checkpoint.pt from the output folder if there is one.
+
+        A checkpoint of another config is refused (naming the keys that differ), or with
+        `restart_on_config_change` set aside as checkpoint.<old hash>.pt so that nothing is lost.
+        """
         if not self.checkpoint_path.exists():
             return False
         state = load_file(self.checkpoint_path)
         if state.get("config_hash") != self.config_hash:
             keys = diff_keys(state.get("config", {}), self._hashed_config(self.cfg))
+            if self.restart_on_config_change:
+                kept = self.checkpoint_path.with_name(f"checkpoint.{state.get('config_hash')}.pt")
+                self.checkpoint_path.replace(kept)
+                print(f"[mokd] config changed ({', '.join(keys)}): starting over; old checkpoint kept as {kept}", file=sys.stderr)
+                return False
             raise CheckpointError(
                 f"{self.checkpoint_path} was written with another config (keys that differ: {', '.join(keys) or '?'}); "
                 "use another --out folder, or delete the checkpoint to start over"
@@ -457,6 +470,7 @@ class Trainer:
             "peak_memory_kind": "max_memory_allocated per GPU" if self.device.type == "cuda" else "peak RSS of the process",
         }
         if self.dist.is_main:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
             for model in self.models:
                 teacher = model.slot.teacher
                 t_cfg = None
@@ -469,16 +483,16 @@ class Trainer:
                         "norm_last_layer": model.slot.cfg["mlp_head"]["norm_last_layer"],
                     }
                 export_teacher(
-                    self.out_dir / f"teacher_{model.slot.name}.pt",
+                    self.export_dir / f"teacher_{model.slot.name}.pt",
                     model.slot.name,
                     teacher.backbone,
                     teacher.t_head,
                     t_cfg,
                     {"config_hash": self.config_hash, "code_version": code_version(), "steps": self.step},
                 )
-            tmp = self.out_dir / "summary.json.tmp"
+            tmp = self.export_dir / "summary.json.tmp"
             tmp.write_text(json.dumps(summary, indent=2))
-            tmp.replace(self.out_dir / "summary.json")
+            tmp.replace(self.export_dir / "summary.json")
         return summary
 
 

@@ -1,0 +1,27 @@
+# mokd-repro: every table and figure of MOKD (CVPR 2023) from one DAG.
+#
+#   snakemake --cores all                                   embedded CPU scale (config/default.yaml)
+#   snakemake --cores all --configfile config/test.yaml     minimal test scale
+#   snakemake --profile slurm --configfile config/paper.yaml   paper scale on a SLURM cluster
+#   snakemake table_s2                                       one table (and only what it needs)
+#
+# A config file may name a `base` config it extends; without --configfile, config/default.yaml is used.
+# The config is validated against workflow/schemas/config.schema.yaml before any job runs.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/specs.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

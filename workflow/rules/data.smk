@@ -1,0 +1,55 @@
+# Data preparation: the embedded datasets are built by rules; user-provided datasets (ImageNet, CIFAR,
+# COCO at paper scale) are checked before any job starts (onstart), naming the missing path.
+
+FASHION = config["prepare"]["fashion_mnist"]["root"]
+
+
+rule prepare_fashion_mnist:
+    output:
+        prepared_marker("fashion_mnist"),
+    log:
+        f"{R}/logs/data/fashion_mnist.log",
+    resources:
+        **resources_of("light"),
+    shell:
+        "python -m mokd prepare-data fashion-mnist --root {FASHION} > {log} 2>&1"
+
+
+rule prepare_cifar_standin:
+    input:
+        prepared_marker("fashion_mnist"),
+    output:
+        prepared_marker("cifar_standin"),
+    params:
+        p=config["prepare"]["cifar_standin"],
+    log:
+        f"{R}/logs/data/cifar_standin.log",
+    resources:
+        **resources_of("light"),
+    shell:
+        "python -m mokd prepare-data cifar-standin --root {params.p[root]} --fashion-root {FASHION}"
+        " --per-class-train {params.p[per_class_train]} --per-class-val {params.p[per_class_val]}"
+        " --seed {params.p[seed]} > {log} 2>&1"
+
+
+rule prepare_coco_synthetic:
+    input:
+        prepared_marker("fashion_mnist"),
+    output:
+        prepared_marker("coco_synthetic"),
+    params:
+        p=config["prepare"]["coco_synthetic"],
+        source=as_json({"name": "fashion_mnist", "root": FASHION}),
+    log:
+        f"{R}/logs/data/coco_synthetic.log",
+    resources:
+        **resources_of("light"),
+    shell:
+        "python -m mokd prepare-data coco-synthetic --root {params.p[root]} --source {params.source:q}"
+        " --n-train {params.p[n_train]} --n-val {params.p[n_val]} --canvas {params.p[canvas]}"
+        " --objects {params.p[objects_per_image][0]} {params.p[objects_per_image][1]}"
+        " --seed {params.p[seed]} > {log} 2>&1"
+
+
+onstart:
+    check_user_datasets()

@@ -1,0 +1,22 @@
+# Evaluation: one metrics JSON per (experiment, model, protocol), computed from the exported teacher.
+
+
+rule evaluate:
+    input:
+        export=lambda w: export_dir(w.exp),
+        data=lambda w: protocol_inputs(w.protocol),
+    output:
+        f"{R}/eval/{{exp}}/{{role}}/{{protocol}}.json",
+    params:
+        command=lambda w: PROTOCOLS[w.protocol]["command"],
+        settings=lambda w: as_json(protocol_settings(w.protocol, w.role)),
+        checkpoint=lambda w: teacher(w.exp, w.role),
+    log:
+        f"{R}/logs/eval/{{exp}}/{{role}}/{{protocol}}.log",
+    threads: resources_of("evaluate")["threads"]
+    resources:
+        mem_mb=resources_of("evaluate")["mem_mb"],
+        runtime=resources_of("evaluate")["runtime"],
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mokd {params.command} --checkpoint {params.checkpoint}"
+        " --settings {params.settings:q} --out {output} > {log} 2>&1"
