@@ -2,6 +2,7 @@
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -10,6 +11,7 @@ from mokd.config import ConfigError, config_hash, deep_merge, load_yaml, validat
 from mokd.provenance import code_version
 
 DEFAULT_CONFIG = "config/default.yaml"
+PYTHON = sys.executable  # the interpreter running Snakemake: the project's environment
 
 
 def _resolve_config(cfg):

@@ -12,7 +12,7 @@ rule prepare_fashion_mnist:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd prepare-data fashion-mnist --root {FASHION} > {log} 2>&1"
+        "{PYTHON} -m mokd prepare-data fashion-mnist --root {FASHION} > {log} 2>&1"
 
 
 rule prepare_cifar_standin:
@@ -27,7 +27,7 @@ rule prepare_cifar_standin:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd prepare-data cifar-standin --root {params.p[root]} --fashion-root {FASHION}"
+        "{PYTHON} -m mokd prepare-data cifar-standin --root {params.p[root]} --fashion-root {FASHION}"
         " --per-class-train {params.p[per_class_train]} --per-class-val {params.p[per_class_val]}"
         " --seed {params.p[seed]} > {log} 2>&1"
 
@@ -45,7 +45,7 @@ rule prepare_coco_synthetic:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd prepare-data coco-synthetic --root {params.p[root]} --source {params.source:q}"
+        "{PYTHON} -m mokd prepare-data coco-synthetic --root {params.p[root]} --source {params.source:q}"
         " --n-train {params.p[n_train]} --n-val {params.p[n_val]} --canvas {params.p[canvas]}"
         " --objects {params.p[objects_per_image][0]} {params.p[objects_per_image][1]}"
         " --seed {params.p[seed]} > {log} 2>&1"

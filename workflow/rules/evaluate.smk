@@ -18,5 +18,5 @@ rule evaluate:
         mem_mb=resources_of("evaluate")["mem_mb"],
         runtime=resources_of("evaluate")["runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m mokd {params.command} --checkpoint {params.checkpoint}"
+        "OMP_NUM_THREADS={threads} {PYTHON} -m mokd {params.command} --checkpoint {params.checkpoint}"
         " --settings {params.settings:q} --out {output} > {log} 2>&1"

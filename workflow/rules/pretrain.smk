@@ -20,5 +20,5 @@ rule pretrain:
         mem_mb=resources_of("pretrain")["mem_mb"],
         runtime=resources_of("pretrain")["runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir}"
+        "OMP_NUM_THREADS={threads} {PYTHON} -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir}"
         " --export-dir {output} --restart-on-config-change > {log} 2>&1"

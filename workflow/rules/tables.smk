@@ -15,7 +15,7 @@ rule table:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd table --spec {params.spec:q} --reported {input.reported}"
+        "{PYTHON} -m mokd table --spec {params.spec:q} --reported {input.reported}"
         " --out-md {output.md} --out-tex {output.tex} > {log} 2>&1"
 
 
@@ -33,7 +33,7 @@ rule cost:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd cost --settings {params.settings:q} --out {output}"
+        "{PYTHON} -m mokd cost --settings {params.settings:q} --out {output}"
         " --summaries {params.summaries} --labels {params.labels} > {log} 2>&1"
 
 
@@ -56,7 +56,7 @@ rule figure:
         mem_mb=resources_of("evaluate")["mem_mb"],
         runtime=resources_of("evaluate")["runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m mokd {params.kind} --settings {params.settings:q}"
+        "OMP_NUM_THREADS={threads} {PYTHON} -m mokd {params.kind} --settings {params.settings:q}"
         " --out {output.json} --checkpoints {params.checkpoints} > {log} 2>&1"
 
 

@@ -1,0 +1,152 @@
+"""`python -m mokd linear`: linear probe on the frozen teacher backbone (METHOD.md section 6).
+
+The feature is the pooled one for CNNs and, for ViTs, the [CLS] tokens of the last 4 blocks
+concatenated (DINO). A linear layer (weight N(0, 0.01^2), bias 0) is trained with SGD (momentum 0.9,
+no weight decay), lr = base_lr * batch_size / 256, linear warm-up for `warmup_epochs` then cosine to 0,
+on RandomResizedCrop + flip views; top-1 / top-5 are measured on the val split (resize + centre crop)
+after the last epoch.
+
+Settings (defaults = the paper's): data_train, data_val (dataset cfgs, required), image_size 224,
+mean/std (ImageNet), batch_size 2048, epochs 100, warmup_epochs 10, lr {"cnn": 0.08, "vit": 0.008}
+(a number, or a base lr per backbone kind), seed 0, eval_batch_size 256 (feature extraction),
+num_workers 4, feature_cache (default `features/` next to --out), scale, expected_backbone, and
+precompute_features (false). With precompute_features true the train features are extracted once with
+the *eval* transform (no augmentation) and cached, and the head trains on those tensors: epochs then
+cost a matrix product instead of a backbone pass, a large speed-up at the small CPU scale, at the price
+of the augmentation the paper uses.
+
+Resumable: `<out>.ckpt` (head + optimizer) is written atomically after each epoch and resumed when
+the checkpoint file and the training settings are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from mokd.config import ConfigError
+from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, train_classification_transform
+from mokd.eval.classifier import (
+    FeatureClassifier,
+    SGDConfig,
+    evaluate,
+    linear_head,
+    resume_key,
+    scaled_lr,
+    train_classifier,
+)
+from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
+from mokd.eval.features import (
+    cached_features,
+    default_cache_dir,
+    eval_transform_desc,
+    load_teacher,
+    probe_mode,
+    require_settings,
+)
+
+DEFAULTS: dict[str, Any] = {
+    "data_train": None,
+    "data_val": None,
+    "image_size": 224,
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+    "batch_size": 2048,
+    "epochs": 100,
+    "warmup_epochs": 10,
+    "lr": {"cnn": 0.08, "vit": 0.008},
+    "seed": 0,
+    "precompute_features": False,
+    "eval_batch_size": 256,
+    "num_workers": 4,
+    "feature_cache": None,
+    "scale": None,
+    "expected_backbone": None,
+}
+
+
+def base_lr_for(lr: float | Mapping[str, float], kind: str) -> float:
+    """The `lr` setting for a backbone kind: a number, or a mapping {"cnn": .., "vit": ..}."""
+    if isinstance(lr, Mapping):
+        if kind not in lr:
+            raise ConfigError(f"setting 'lr' has no entry for backbone kind {kind!r} (got keys {sorted(lr)})")
+        return float(lr[kind])
+    return float(lr)
+
+
+def ckpt_path_for(out: str | Path) -> Path:
+    """The resume checkpoint of a metrics file: `<out>.ckpt`."""
+    return Path(f"{out}.ckpt")
+
+
+def linear_probe(
+    checkpoint: str | Path,
+    settings: dict[str, Any],
+    out: str | Path,
+    device: torch.device | str = "cpu",
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train the linear head (resuming `<out>.ckpt`), then return the val metrics (percent)."""
+    require_settings(settings, ["data_train", "data_val"], "linear")
+    device = torch.device(device)
+    backbone = load_teacher(checkpoint, settings)
+    mode = probe_mode(backbone.kind)
+    size, mean, std = int(settings["image_size"]), settings["mean"], settings["std"]
+    common = dict(
+        cache_dir=default_cache_dir(out, settings["feature_cache"]),
+        batch_size=int(settings["eval_batch_size"]),
+        device=device,
+        num_workers=int(settings["num_workers"]),
+        backbone=backbone,
+    )
+    desc = eval_transform_desc(size, mean, std)
+    val_f, val_y = cached_features(checkpoint, settings["data_val"], "val", desc, mode, **common)
+    train_set: Dataset
+    if settings["precompute_features"]:
+        train_f, train_y = cached_features(checkpoint, settings["data_train"], "train", desc, mode, **common)
+        train_set = TensorDataset(train_f, train_y)
+        num_classes = int(max(train_y.max(), val_y.max())) + 1
+    else:
+        train_set = build_dataset(settings["data_train"], "train", train_classification_transform(size, mean, std))
+        num_classes = len(train_set.classes)  # type: ignore[attr-defined]
+
+    torch.manual_seed(int(settings["seed"]))
+    head = linear_head(val_f.shape[1], num_classes)
+    model = head if settings["precompute_features"] else FeatureClassifier(backbone, head, mode, frozen=True)
+    batch = int(settings["batch_size"])
+    base_lr = base_lr_for(settings["lr"], backbone.kind)
+    cfg = SGDConfig(
+        epochs=int(settings["epochs"]), batch_size=batch, lr=scaled_lr(base_lr, batch),
+        warmup_epochs=float(settings["warmup_epochs"]), seed=int(settings["seed"]),
+    )
+    done = train_classifier(
+        model, train_set, cfg, device, ckpt_path=ckpt_path_for(out), ckpt_key=resume_key(checkpoint, settings),
+        state_module=head, stop_after_epoch=stop_after_epoch, num_workers=int(settings["num_workers"]),
+        desc="linear",
+    )
+    result = evaluate(head, TensorDataset(val_f, val_y), int(settings["eval_batch_size"]), device)
+    return {**result, "epochs": done, "lr": cfg.lr, "base_lr": base_lr,
+            "last4cls": int(mode == "last4cls"), "feature_dim": int(val_f.shape[1])}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, checkpoints="one")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args, DEFAULTS)
+    start = time.time()
+    metrics = linear_probe(args.checkpoint, settings, args.out, resolve_device(args.device))
+    write_metrics(
+        args.out, "linear", metrics, [args.checkpoint], settings,
+        f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}",
+    )
+    print(f"linear: top-1 {metrics['top1']:.2f} % in {time.time() - start:.1f} s -> {args.out}", file=sys.stderr)
+    return 0

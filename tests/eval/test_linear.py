@@ -1,0 +1,130 @@
+"""Linear probe: the training loop separates separable data, resumes exactly, and the command runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from mokd.checkpoint import CheckpointError, export_teacher
+from mokd.cli import main
+from mokd.config import ConfigError
+from mokd.eval.classifier import SGDConfig, evaluate, linear_head, scaled_lr, train_classifier
+from mokd.eval.linear import DEFAULTS, base_lr_for, ckpt_path_for, linear_probe
+from mokd.models.backbone import build_backbone
+
+TINY_CNN = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}}
+TINY_VIT = {
+    "arch": "vit_tiny_patch16_224",
+    "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3},
+}
+
+
+def export_tiny(path: Path, cfg: dict = TINY_CNN) -> Path:
+    torch.manual_seed(0)
+    export_teacher(path, path.stem, build_backbone(cfg), None, None, {"test": True})
+    return path
+
+
+def separable(n_per_class: int, seed: int) -> TensorDataset:
+    """4 classes, each a tight cluster around its own axis in 16-D: linearly separable."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(4).repeat_interleave(n_per_class)
+    centres = 3.0 * torch.eye(16)[:4]
+    return TensorDataset(centres[labels] + 0.3 * torch.randn(len(labels), 16, generator=g), labels)
+
+
+def test_head_init_and_lr_rules() -> None:
+    torch.manual_seed(0)
+    head = linear_head(512, 100)
+    assert head.weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert head.weight.mean().abs().item() < 1e-3 and torch.all(head.bias == 0)
+    assert scaled_lr(0.08, 2048) == pytest.approx(0.64)
+    assert base_lr_for({"cnn": 0.08, "vit": 0.008}, "vit") == 0.008 and base_lr_for(0.1, "cnn") == 0.1
+    with pytest.raises(ConfigError, match="'lr'.*vit"):
+        base_lr_for({"cnn": 0.08}, "vit")
+    assert DEFAULTS["batch_size"] == 2048 and DEFAULTS["epochs"] == 100 and DEFAULTS["warmup_epochs"] == 10
+
+
+def test_separable_features_reach_full_accuracy() -> None:
+    torch.manual_seed(0)
+    head = linear_head(16, 4)
+    train, test = separable(50, seed=0), separable(25, seed=1)
+    assert evaluate(head, test)["top1"] < 50.0
+    done = train_classifier(head, train, SGDConfig(epochs=15, batch_size=32, lr=0.5, warmup_epochs=2))
+    assert done == 15
+    assert evaluate(head, test) == {"top1": 100.0, "top5": 100.0}
+
+
+def test_loop_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    cfg = SGDConfig(epochs=3, batch_size=16, lr=0.3, warmup_epochs=1, seed=3)
+
+    def fresh() -> torch.nn.Linear:
+        torch.manual_seed(0)
+        return linear_head(16, 4)
+
+    whole = fresh()
+    train_classifier(whole, separable(20, 0), cfg)
+    part = fresh()
+    ckpt = tmp_path / "run.ckpt"
+    assert train_classifier(part, separable(20, 0), cfg, ckpt_path=ckpt, stop_after_epoch=1) == 1
+    resumed = fresh()  # a new process: only the checkpoint carries the state
+    assert train_classifier(resumed, separable(20, 0), cfg, ckpt_path=ckpt) == 3
+    assert torch.equal(resumed.weight, whole.weight) and torch.equal(resumed.bias, whole.bias)
+    # a checkpoint of other settings is not resumed
+    other = fresh()
+    train_classifier(other, separable(20, 0), SGDConfig(epochs=3, batch_size=16, lr=0.1), ckpt_path=ckpt)
+    assert not torch.equal(other.weight, whole.weight)
+
+
+def probe_settings(fashion_root: Path, **extra: object) -> dict:
+    data_train = {"name": "fashion_mnist", "root": str(fashion_root), "max_per_class": 4}
+    data_val = {"name": "fashion_mnist", "root": str(fashion_root), "max_per_class": 2}
+    return {**DEFAULTS, "data_train": data_train, "data_val": data_val, "image_size": 32, "num_workers": 0,
+            "batch_size": 16, "epochs": 2, "warmup_epochs": 1, "lr": 0.5, "eval_batch_size": 32, "scale": "test",
+            **extra}
+
+
+def test_probe_resume_with_augmentation_matches_uninterrupted(tmp_path: Path, fashion_root: Path) -> None:
+    ckpt = export_tiny(tmp_path / "teacher.pt")
+    s = probe_settings(fashion_root, feature_cache=str(tmp_path / "cache"))
+    whole = linear_probe(ckpt, s, tmp_path / "a.json")
+    assert linear_probe(ckpt, s, tmp_path / "b.json", stop_after_epoch=1)["epochs"] == 1
+    resumed = linear_probe(ckpt, s, tmp_path / "b.json")
+    assert resumed["epochs"] == 2 and resumed["top1"] == whole["top1"]
+    a = torch.load(ckpt_path_for(tmp_path / "a.json"), weights_only=False)["state"]
+    b = torch.load(ckpt_path_for(tmp_path / "b.json"), weights_only=False)["state"]
+    assert a.keys() == {"weight", "bias"}  # only the head is saved, not the frozen backbone
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vit_probe_uses_last_cls_tokens(tmp_path: Path, fashion_root: Path) -> None:
+    ckpt = export_tiny(tmp_path / "teacher_v.pt", TINY_VIT)
+    m = linear_probe(ckpt, probe_settings(fashion_root, precompute_features=True, lr={"cnn": 9.0, "vit": 0.4}),
+                     tmp_path / "v.json")
+    assert m["feature_dim"] == 2 * 48 and m["last4cls"] == 1  # both blocks of a 2-block ViT
+    assert m["base_lr"] == 0.4 and m["lr"] == pytest.approx(0.4 * 16 / 256)
+
+
+def test_command_end_to_end(tmp_path: Path, fashion_root: Path) -> None:
+    ckpt = export_tiny(tmp_path / "teacher_r.pt")
+    out = tmp_path / "linear.json"
+    s = probe_settings(fashion_root, precompute_features=True)
+    s.pop("feature_cache")
+    assert main(["linear", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    m = record["metrics"]
+    assert record["protocol"] == "linear" and m["epochs"] == 2
+    assert 0.0 <= m["top1"] <= m["top5"] <= 100.0
+    assert record["provenance"]["checkpoint_sha256"] and record["provenance"]["settings"]["precompute_features"]
+    assert ckpt_path_for(out).is_file() and (tmp_path / "features").is_dir()
+
+
+def test_vit_checkpoint_with_cnn_expectation_fails(tmp_path: Path, fashion_root: Path) -> None:
+    ckpt = export_tiny(tmp_path / "teacher_v.pt", TINY_VIT)
+    s = probe_settings(fashion_root, expected_backbone=TINY_CNN)
+    with pytest.raises(CheckpointError, match=r"teacher_v\.pt.*vit_tiny.*resnet18"):
+        main(["linear", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(tmp_path / "x.json")])
