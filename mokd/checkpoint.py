@@ -94,7 +94,7 @@ def load_backbone(path: str | Path, expected: dict[str, Any] | BackboneSpec | No
     spec = BackboneSpec.from_config(blob["backbone"])
     if expected is not None:
         want = expected if isinstance(expected, BackboneSpec) else BackboneSpec.from_config(expected)
-        if (want.arch, want.timm_kwargs, want.stem_stride1) != (spec.arch, spec.timm_kwargs, spec.stem_stride1):
+        if (want.arch, want.timm_kwargs, want.stem_stride) != (spec.arch, spec.timm_kwargs, spec.stem_stride):
             raise CheckpointError(f"{path} holds a {spec.to_dict()} backbone, but {want.to_dict()} was expected")
     try:
         backbone = Backbone(spec)

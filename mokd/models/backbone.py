@@ -24,27 +24,35 @@ VIT_FAMILIES = ("vit",)
 class BackboneSpec:
     """Everything needed to rebuild a backbone: the timm name, its kwargs and our stem option.
 
-    `stem_stride1` turns the first down-sampling of a CNN off (CIFAR-style stem), so that a 32 px
-    image still leaves a several-position last feature map for the T-Head at the small scale.
+    `stem_stride` sets the total stride of a CNN's stem, so that a small image still leaves a
+    several-position last feature map for the T-Head at the small scale: None keeps the architecture's
+    own (ResNet 4: stride-2 conv + max-pool; EfficientNet/MobileNet 2), 2 drops a ResNet's max-pool,
+    1 is a CIFAR-style stem (ResNet: 3x3 stride-1 conv, no max-pool). `stem_stride1: true` is
+    shorthand for `stem_stride: 1`.
     """
 
     arch: str
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
-    stem_stride1: bool = False
+    stem_stride: int | None = None
     drop_path: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "BackboneSpec":
-        allowed = {"arch", "timm_kwargs", "stem_stride1", "drop_path"}
+        allowed = {"arch", "timm_kwargs", "stem_stride", "stem_stride1", "drop_path"}
         unknown = set(cfg) - allowed
         if unknown:
             raise ValueError(f"unknown backbone key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         if "arch" not in cfg:
             raise ValueError("backbone config needs 'arch' (a timm model name, e.g. resnet50)")
+        stride = cfg.get("stem_stride")
+        if cfg.get("stem_stride1"):
+            stride = 1
+        if stride not in (None, 1, 2):
+            raise ValueError(f"backbone key 'stem_stride' must be null, 1 or 2, got {stride!r}")
         return cls(
             arch=str(cfg["arch"]),
             timm_kwargs=dict(cfg.get("timm_kwargs") or {}),
-            stem_stride1=bool(cfg.get("stem_stride1", False)),
+            stem_stride=stride,
             drop_path=float(cfg.get("drop_path", 0.0)),
         )
 
@@ -52,7 +60,7 @@ class BackboneSpec:
         return {
             "arch": self.arch,
             "timm_kwargs": dict(self.timm_kwargs),
-            "stem_stride1": self.stem_stride1,
+            "stem_stride": self.stem_stride,
             "drop_path": self.drop_path,
         }
 
@@ -79,15 +87,16 @@ class BackboneOutput:
     grid: tuple[int, int]
 
 
-def _stride1_stem(model: nn.Module, arch: str) -> None:
-    """Remove the first down-sampling of a CNN (CIFAR-style stem)."""
+def _set_stem_stride(model: nn.Module, arch: str, stride: int) -> None:
+    """Reduce a CNN stem's total stride to `stride` (1 or 2)."""
     if arch.startswith("resnet"):
         old = model.conv1
         if not isinstance(old, nn.Conv2d):
-            raise ValueError(f"stem_stride1 supports the plain ResNet stem only, not {arch!r}'s")
-        model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, 3, 1, 1, bias=False)
+            raise ValueError(f"stem_stride supports the plain ResNet stem only, not {arch!r}'s")
         model.maxpool = nn.Identity()
-    else:  # EfficientNet / MobileNet family: a 3x3 stride-2 conv_stem
+        if stride == 1:
+            model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, 3, 1, 1, bias=False)
+    elif stride == 1:  # EfficientNet / MobileNet family: a 3x3 stride-2 conv_stem, no pooling
         model.conv_stem.stride = (1, 1)
 
 
@@ -107,10 +116,10 @@ class Backbone(nn.Module):
         if self.kind == "vit":
             kwargs.setdefault("dynamic_img_size", True)  # global and local crops of other sizes
         self.net = timm.create_model(spec.arch, pretrained=False, **kwargs)
-        if spec.stem_stride1:
+        if spec.stem_stride is not None:
             if self.kind != "cnn":
-                raise ValueError(f"stem_stride1 applies to CNNs only, not {spec.arch!r}")
-            _stride1_stem(self.net, spec.arch)
+                raise ValueError(f"stem_stride applies to CNNs only, not {spec.arch!r}")
+            _set_stem_stride(self.net, spec.arch, spec.stem_stride)
         if self.kind == "vit":
             self.feature_dim = self.net.embed_dim
             self.token_dim = self.net.embed_dim

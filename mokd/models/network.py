@@ -80,7 +80,7 @@ def build_network(model_cfg: dict[str, Any], run_cfg: dict[str, Any], with_t_hea
     """Build a student (or teacher: no drop-path) network from a validated pretrain config."""
     spec = BackboneSpec.from_config(model_cfg["backbone"])
     if teacher:
-        spec = BackboneSpec(spec.arch, spec.timm_kwargs, spec.stem_stride1, drop_path=0.0)
+        spec = BackboneSpec(spec.arch, spec.timm_kwargs, spec.stem_stride, drop_path=0.0)
     backbone = Backbone(spec)
     head_cfg = model_cfg["mlp_head"]
     mlp_head = MLPHead(

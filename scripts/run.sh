@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole pipeline on the embedded default scale (Fashion-MNIST, CPU):
+# every table and figure of the paper under results/default/. Extra arguments go to Snakemake
+# (e.g. `bash scripts/run.sh table_s2`, or `--configfile config/test.yaml`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1
+start=$(date +%s)
+.venv/bin/snakemake --cores all "$@"
+echo "[run] done in $(( $(date +%s) - start )) s: tables in results/<scale>/tables/, figures in results/<scale>/figures/ (see results/README.md)"

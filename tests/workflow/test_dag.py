@@ -1,0 +1,83 @@
+"""The DAG of each config (dry runs), partial targets, config errors and lint: no job is run here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.workflow.smk import job_counts, snakemake, write_config
+
+# Evaluation jobs, counted by hand from config/matrix.yaml (one job per experiment, model, protocol):
+#  T1: 14 pairs x 2 models x {knn, linear} = 56, plus the 9 DINO baselines x 2 = 18        ->  74
+#  T3, T4 (paper): 10 pairs x 2 models x 2 protocols = 40, plus 7 baselines x 2 = 14        ->  54 each
+#  T5 (paper): 5 detection rows                                                              ->   5
+#  T6: (2 DINO runs x 1 model + 4 pair runs x 2 models) x {knn_100, linear_100}              ->  20
+#  S2: depths 1 and 2 x 2 models x linear_100 (depth 3 is T6's MOKD run)                     ->   4
+#  T2, S1, S3 reuse T1's linear jobs.
+PAPER = {"pretrain": 31, "evaluate": 74 + 54 + 54 + 5 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1}
+#  The default scale shortens T3 and T4 to 3 pairs (6 models + 4 baselines) x 2 = 20 each, T5 to 3 rows.
+DEFAULT = {
+    "pretrain": 31, "evaluate": 74 + 20 + 20 + 3 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1,
+    "prepare_fashion_mnist": 1, "prepare_cifar_standin": 1, "prepare_coco_synthetic": 1,
+}
+
+
+def test_paper_dag_lists_every_pair_and_protocol(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "config/paper.yaml", tmp_path / "results")
+    out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert job_counts(out.stdout + out.stderr) == PAPER
+
+
+def test_default_dag(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", tmp_path / "results")
+    out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert job_counts(out.stdout + out.stderr) == DEFAULT
+
+
+def test_partial_target_runs_only_what_it_needs(tmp_path: Path) -> None:
+    """Table S2 needs its three T-Head-depth runs, their linear probes and its table: nothing else."""
+    cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", tmp_path / "results")
+    out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), "table_s2", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts == {"pretrain": 3, "evaluate": 6, "table": 1, "table_s2": 1, "prepare_fashion_mnist": 1}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"pretrain": {"epochz": 3}}, "epochz"),
+        ({"experiments": {"mokd_r50_vit_s": {"models": ["r50", "vit_x"], "lambda": [1, 1]}}}, "vit_x"),
+        ({"protocols": {"knn": {"command": "knn", "datasets": {"data_train": "imagenet9"}}}}, "imagenet9"),
+        ({"scale": {"name": 3}}, "scale.name"),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path: Path, extra: dict, message: str) -> None:
+    cfg = write_config(tmp_path / "c.yaml", "config/test.yaml", tmp_path / "results", **extra)
+    if "scale" in extra:
+        cfg.write_text(cfg.read_text().replace("name: 3", "name: 3\n  results: x"))
+    out = snakemake("--cores", "1", "--configfile", str(cfg), timeout=300)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_user_dataset_is_reported_before_any_job(tmp_path: Path) -> None:
+    """A dataset the user provides (ImageNet at paper scale) is checked before anything runs."""
+    missing = tmp_path / "no-imagenet"
+    cfg = write_config(
+        tmp_path / "c.yaml", "config/test.yaml", tmp_path / "results",
+        datasets={"pretrain": {"prepare": "none", "spec": {"name": "imagefolder", "root": str(missing)}}},
+    )
+    out = snakemake("--cores", "1", "--configfile", str(cfg), "table_s3", timeout=300)
+    assert out.returncode != 0
+    assert str(missing) in out.stdout + out.stderr
+    assert not (tmp_path / "results" / "pretrain").exists()
+
+
+def test_lint_is_clean() -> None:
+    out = snakemake("--lint", timeout=120)
+    assert "Lints for" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-4000:]
