@@ -13,6 +13,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+envvars:
+    "PATH",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/specs.smk"
 include: "workflow/rules/data.smk"

@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -95,3 +97,26 @@ def write_metrics(
     tmp.write_text(json.dumps(record, indent=2, default=str))
     tmp.replace(out)
     return record
+
+
+def run_protocol(
+    args: argparse.Namespace,
+    protocol: str,
+    defaults: dict[str, Any],
+    evaluate: Callable[[str, dict[str, Any], str, torch.device], dict[str, Any]],
+) -> int:
+    """The `run` of a protocol that learns on `data_train` and reports on `data_val`: settings, the
+    evaluation, the metrics file; bad input exits with 2 and a message naming the key, file or path."""
+    from mokd.checkpoint import CheckpointError
+
+    start = time.time()
+    try:
+        settings = load_settings(args, defaults)
+        metrics = evaluate(args.checkpoint, settings, args.out, resolve_device(args.device))
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {protocol}: {exc}", file=sys.stderr)
+        return 2
+    dataset = f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}"
+    write_metrics(args.out, protocol, metrics, [args.checkpoint], settings, dataset)
+    print(f"{protocol}: top-1 {metrics['top1']:.2f} % in {time.time() - start:.1f} s -> {args.out}", file=sys.stderr)
+    return 0

@@ -387,7 +387,8 @@ def train_detector(
     plan = BatchPlan(len(dataset), settings["batch_size"], settings["seed"], settings["hflip"],
                      int(stats["iteration"]), stop)
     loader = DataLoader(PlannedSamples(dataset), batch_sampler=plan, collate_fn=collate,
-                        num_workers=settings["num_workers"], pin_memory=device.type == "cuda")
+                        num_workers=settings["num_workers"], pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(settings["seed"]))  # keeps the global RNG untouched
     model.train()
     set_image_sizes(model, settings, train=True)
     recent: list[float] = list(stats["recent"])

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
+from mokd.eval.common import add_common_arguments, run_protocol
 from mokd.eval.features import load_teacher, require_settings
 from mokd.provenance import file_sha256
 
@@ -267,16 +266,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args, DEFAULTS)
-    start = time.time()
-    metrics = finetune(args.checkpoint, settings, args.out, resolve_device(args.device))
-    write_metrics(
-        args.out, "finetune", metrics, [args.checkpoint], settings,
-        f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}",
-    )
-    print(
-        f"finetune: top-1 {metrics['top1']:.2f} % (lr {metrics['best_lr']}) in {time.time() - start:.1f} s"
-        f" -> {args.out}",
-        file=sys.stderr,
-    )
-    return 0
+    return run_protocol(args, "finetune", DEFAULTS, finetune)

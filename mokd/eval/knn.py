@@ -18,8 +18,6 @@ expected_backbone (backbone cfg the checkpoint must hold).
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mokd.data import IMAGENET_MEAN, IMAGENET_STD
-from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
+from mokd.eval.common import add_common_arguments, run_protocol
 from mokd.eval.features import (
     cached_features,
     default_cache_dir,
@@ -129,34 +127,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, checkpoints="one")
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args, DEFAULTS)
+def knn(checkpoint: str, settings: dict[str, Any], out: str, device: torch.device) -> dict[str, Any]:
+    """Weighted k-NN of the teacher's pooled features (cached per checkpoint) for every k of the settings."""
     require_settings(settings, ["data_train", "data_val"], "knn")
-    device = resolve_device(args.device)
-    start = time.time()
-    backbone = load_teacher(args.checkpoint, settings)
+    backbone = load_teacher(checkpoint, settings)
     desc = eval_transform_desc(settings["image_size"], settings["mean"], settings["std"])
-    cache_dir = default_cache_dir(args.out, settings["feature_cache"])
     common = dict(
-        cache_dir=cache_dir,
+        cache_dir=default_cache_dir(out, settings["feature_cache"]),
         batch_size=int(settings["batch_size"]),
         device=device,
         num_workers=int(settings["num_workers"]),
         backbone=backbone,
     )
-    train_f, train_y = cached_features(args.checkpoint, settings["data_train"], "train", desc, "pooled", **common)
-    val_f, val_y = cached_features(args.checkpoint, settings["data_val"], "val", desc, "pooled", **common)
+    train_f, train_y = cached_features(checkpoint, settings["data_train"], "train", desc, "pooled", **common)
+    val_f, val_y = cached_features(checkpoint, settings["data_val"], "val", desc, "pooled", **common)
     per_k = knn_evaluate(
         train_f, train_y, val_f, val_y, settings["ks"], float(settings["temperature"]),
         int(settings["chunk_size"]), device,
     )
-    metrics = summarise(per_k)
-    write_metrics(
-        args.out, "knn", metrics, [args.checkpoint], settings,
-        f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}",
-    )
-    print(
-        f"knn: top-1 {metrics['top1']:.2f} % (k={metrics['best_k']}) in {time.time() - start:.1f} s -> {args.out}",
-        file=sys.stderr,
-    )
-    return 0
+    return summarise(per_k)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_protocol(args, "knn", DEFAULTS, knn)

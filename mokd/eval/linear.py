@@ -22,8 +22,6 @@ the checkpoint file and the training settings are the same.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
+from mokd.eval.common import add_common_arguments, run_protocol
 from mokd.eval.features import (
     cached_features,
     default_cache_dir,
@@ -141,12 +139,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args, DEFAULTS)
-    start = time.time()
-    metrics = linear_probe(args.checkpoint, settings, args.out, resolve_device(args.device))
-    write_metrics(
-        args.out, "linear", metrics, [args.checkpoint], settings,
-        f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}",
-    )
-    print(f"linear: top-1 {metrics['top1']:.2f} % in {time.time() - start:.1f} s -> {args.out}", file=sys.stderr)
-    return 0
+    return run_protocol(args, "linear", DEFAULTS, linear_probe)

@@ -27,7 +27,7 @@ SMALL = {
     "scale": "test", "iterations": 4, "batch_size": 2, "lr": 0.01, "warmup_iters": 2, "min_size": [64, 64],
     "test_size": 64, "max_size": 107, "anchor_sizes": [16, 32, 64], "rpn_pre_nms_top_n_train": 200,
     "rpn_post_nms_top_n_train": 50, "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 30,
-    "box_batch_size_per_image": 16, "box_detections_per_img": 10, "num_workers": 0, "eval_batch_size": 4,
+    "box_batch_size_per_image": 16, "box_detections_per_img": 10, "box_score_thresh": 0.0, "num_workers": 0, "eval_batch_size": 4,
     "checkpoint_every": 1, "log_every": 1,
 }
 AP_KEYS = ("AP_bbox", "AP50_bbox", "AP75_bbox", "AP_segm", "AP50_segm", "AP75_segm")
@@ -248,6 +248,7 @@ def test_detection_trains_evaluates_and_resumes(teacher: Path, coco_root: Path, 
     record = json.loads(straight.read_text())
     metrics = record["metrics"]
     assert record["protocol"] == "detect" and metrics["iterations"] == 4 and metrics["val_images"] == 4
+    assert metrics["detections"] > 0  # COCOeval scored real predictions (score threshold 0)
     for key in AP_KEYS:
         assert isinstance(metrics[key], float) and 0.0 <= metrics[key] <= 100.0
     assert not Path(f"{straight}.ckpt").exists()

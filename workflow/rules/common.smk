@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from mokd.config import ConfigError, config_hash, deep_merge, load_yaml, validat
 from mokd.provenance import code_version
 
 DEFAULT_CONFIG = "config/default.yaml"
-PYTHON = sys.executable  # the interpreter running Snakemake: the project's environment
+# Jobs run `python` from the environment that runs Snakemake (the project's .venv or conda env),
+# also when Snakemake was started by its path without activating that environment.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+ENV = "../../environment.yml"  # conda environment of every rule (used with --software-deployment-method conda)
 
 
 def _resolve_config(cfg):

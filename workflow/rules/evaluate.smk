@@ -13,10 +13,12 @@ rule evaluate:
         checkpoint=lambda w: teacher(w.exp, w.role),
     log:
         f"{R}/logs/eval/{{exp}}/{{role}}/{{protocol}}.log",
+    conda:
+        ENV
     threads: resources_of("evaluate")["threads"]
     resources:
         mem_mb=resources_of("evaluate")["mem_mb"],
         runtime=resources_of("evaluate")["runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m mokd {params.command} --checkpoint {params.checkpoint}"
+        "OMP_NUM_THREADS={threads} python -m mokd {params.command} --checkpoint {params.checkpoint}"
         " --settings {params.settings:q} --out {output} > {log} 2>&1"

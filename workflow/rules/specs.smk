@@ -190,8 +190,9 @@ def spec_s3():
     t = config["tables"]["s3"]
     cost = cost_metrics()
     mokd = t["mokd"]
+    dino_models = " / ".join(label(EXPERIMENTS[e]["models"][0]) for e in t["dino"])
     rows = [
-        {"key": "DINO", "label": f"DINO ({'/'.join(label(EXPERIMENTS[e]['models'][0]) for e in t['dino'])})", "cells": {
+        {"key": "DINO", "label": f"DINO ({dino_models})", "cells": {
             "time_h": {"metrics": cost, "value": "metrics.rows.DINO.train_time_h_text"},
             "mem_gb": {"metrics": cost, "value": "metrics.rows.DINO.peak_memory_gb_text"},
             "linear": {"metrics": [metrics(e, EXPERIMENTS[e]["models"][0], t["protocol"]) for e in t["dino"]],

@@ -12,10 +12,12 @@ rule table:
         spec=lambda w: as_json(table_spec(w.table)),
     log:
         f"{R}/logs/tables/table_{{table}}.log",
+    conda:
+        ENV
     resources:
         **resources_of("light"),
     shell:
-        "{PYTHON} -m mokd table --spec {params.spec:q} --reported {input.reported}"
+        "python -m mokd table --spec {params.spec:q} --reported {input.reported}"
         " --out-md {output.md} --out-tex {output.tex} > {log} 2>&1"
 
 
@@ -30,10 +32,12 @@ rule cost:
         settings=as_json(cost_settings()),
     log:
         f"{R}/logs/eval/cost.log",
+    conda:
+        ENV
     resources:
         **resources_of("light"),
     shell:
-        "{PYTHON} -m mokd cost --settings {params.settings:q} --out {output}"
+        "python -m mokd cost --settings {params.settings:q} --out {output}"
         " --summaries {params.summaries} --labels {params.labels} > {log} 2>&1"
 
 
@@ -51,12 +55,14 @@ rule figure:
         settings=lambda w: as_json(figure_settings(w.fig)),
     log:
         f"{R}/logs/figures/{{fig}}.log",
+    conda:
+        ENV
     threads: resources_of("evaluate")["threads"]
     resources:
         mem_mb=resources_of("evaluate")["mem_mb"],
         runtime=resources_of("evaluate")["runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m mokd {params.kind} --settings {params.settings:q}"
+        "OMP_NUM_THREADS={threads} python -m mokd {params.kind} --settings {params.settings:q}"
         " --out {output.json} --checkpoints {params.checkpoints} > {log} 2>&1"
 
 
