@@ -69,5 +69,7 @@ def test_search_changes_the_embedding_and_query_position_is_dropped() -> None:
 
 
 def test_unknown_backbone_key_is_named() -> None:
+    with pytest.raises(ValueError, match="stem_strides"):
+        build_backbone({"arch": "resnet18", "stem_strides": 1})
     with pytest.raises(ValueError, match="stem_stride"):
-        build_backbone({"arch": "resnet18", "stem_stride": True})
+        build_backbone({"arch": "resnet18", "stem_stride": 3})
