@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from mokd.checkpoint import load_backbone
-from mokd.config import ConfigError
+from mokd.config import ConfigError, config_hash
 from mokd.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -101,7 +101,10 @@ def subset_data_cfg(data_train: Mapping[str, Any], subset: Mapping[str, Any] | N
         if not path.is_file():
             raise FileNotFoundError(f"subset file list not found: {path} (setting subset.file_list)")
     elif "fraction" in subset:
-        path = Path(subset.get("save_to") or f"{out}.subset.txt")
+        # The default file is named by what defines the subset, so another fraction, seed or
+        # dataset never reuses a stale list.
+        key = config_hash({"data": cfg, "fraction": subset["fraction"], "seed": subset.get("seed", 0)})
+        path = Path(subset.get("save_to") or f"{out}.subset-{key}.txt")
         if path.is_file():
             print(f"finetune: reusing the subset {path}", file=sys.stderr)
         else:
