@@ -1,13 +1,19 @@
-"""`python -m mokd pretrain --config FILE --out DIR [key=value ...]`: train a pair or a baseline."""
+"""`python -m mokd pretrain --config FILE --out DIR [key=value ...]`: train a pair or a baseline.
+
+`--launcher` picks where it runs: in this process (default), through submitit's local executor, or as
+a SLURM job that this process submits and waits for (options and behaviour: mokd/launch.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from mokd import launch
 from mokd.config import ConfigError, apply_overrides, deep_merge, load_yaml, validate
 
 
@@ -22,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stop-after", type=int, default=None, help="stop after N steps, as if killed (tests)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. epochs=2 models.0.lambda=0.1")
+    launch.add_arguments(parser)
 
 
 def load_pretrain_config(
@@ -54,6 +61,8 @@ def build_trainer(
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "launcher", "inprocess") != "inprocess":
+        return run_launched(args)
     try:
         cfg = load_pretrain_config(args.config, args.overrides, args.settings)
         trainer = build_trainer(cfg, args.out, args.export_dir, args.restart_on_config_change)
@@ -65,3 +74,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"[mokd] done: teachers and summary in {args.export_dir or args.out} ({summary['train_time_s']:.0f} s, "
               f"{summary['images_per_s']:.1f} img/s)", file=sys.stderr)
     return 0
+
+
+def run_launched(args: argparse.Namespace) -> int:
+    """Validate here, then train in a submitit job (local or SLURM) and wait for it (mokd/launch.py)."""
+    try:
+        opts = launch.options_from_args(args).resolved(args.out)
+        opts.check()
+        cfg = load_pretrain_config(args.config, args.overrides, args.settings)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = {}
+    if opts.launcher == "submitit-local" and opts.gpus_per_node == 0:
+        # submitit's local executor hides every GPU from a job that asks for none; in-process training
+        # sees what this process sees, and so does the job then (device: auto picks the same device).
+        env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    job = launch.PretrainJob(
+        cfg, str(Path(args.out).resolve()), str(Path(args.export_dir).resolve()) if args.export_dir else None,
+        args.restart_on_config_change, args.stop_after, threads=opts.cpus_per_task, env=env,
+    )
+    return launch.submit_and_wait(job, opts)

@@ -22,7 +22,6 @@ How a submitit job gets checkpointed and requeued (checked here on SLURM 22.05 +
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -129,6 +128,8 @@ def test_checkpointable_requeued_by_preemption_signal(slurm_cluster, tmp_path):
     run(["scancel", "--signal=USR2", job.job_id])
 
     result = wait_result(job)
+    # The result file can be written before SLURM records the job's end.
+    wait_until(lambda: sacct_state(job.job_id) == "COMPLETED", f"sacct to record job {job.job_id} as completed")
     history = sacct_lines(job.job_id, duplicates=True)
     lines = progress(progress_file)
     print(f"\nsacct -D for submitit job {job.job_id}:\n" + "\n".join(history))

@@ -40,7 +40,7 @@ def test_default_dag(tmp_path: Path) -> None:
 def test_partial_target_runs_only_what_it_needs(tmp_path: Path) -> None:
     """Table S2 needs its three T-Head-depth runs, their linear probes and its table: nothing else."""
     cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", tmp_path / "results")
-    out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), "table_s2", timeout=300)
+    out = snakemake("table_s2", "-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
     assert counts == {"pretrain": 3, "evaluate": 6, "table": 1, "table_s2": 1, "prepare_fashion_mnist": 1}
@@ -72,7 +72,7 @@ def test_missing_user_dataset_is_reported_before_any_job(tmp_path: Path) -> None
         tmp_path / "c.yaml", "config/test.yaml", tmp_path / "results",
         datasets={"pretrain": {"prepare": "none", "spec": {"name": "imagefolder", "root": str(missing)}}},
     )
-    out = snakemake("--cores", "1", "--configfile", str(cfg), "table_s3", timeout=300)
+    out = snakemake("table_s3", "--cores", "1", "--configfile", str(cfg), timeout=300)
     assert out.returncode != 0
     assert str(missing) in out.stdout + out.stderr
     assert not (tmp_path / "results" / "pretrain").exists()

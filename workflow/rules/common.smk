@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from mokd.config import ConfigError, config_hash, deep_merge, load_yaml, validate
+from mokd.launch import gpu_resource
 from mokd.provenance import code_version
 
 DEFAULT_CONFIG = "config/default.yaml"
@@ -44,7 +45,8 @@ SCALE = config["scale"]["name"]
 MODELS = config["models"]
 EXPERIMENTS = config["experiments"]
 PROTOCOLS = config["protocols"]
-CONFIG_HASH = config_hash(config)
+# How jobs are launched and sized does not change a number: not part of the tables' config hash.
+CONFIG_HASH = config_hash({k: v for k, v in config.items() if k not in ('launch', 'resources')})
 CODE_VERSION = code_version()
 
 

@@ -3,6 +3,43 @@
 # JSON-lines log live beside it in results/<scale>/pretrain/<exp>/, outside the declared output, so a
 # killed or timed-out job resumes instead of restarting, and a config change sets the old checkpoint
 # aside instead of deleting it.
+#
+# How the training itself runs is config["launch"]["pretrain"] (mokd/launch.py, docs/CLUSTER.md):
+#   inprocess       in the Snakemake job's own process (with the slurm profile: inside the SLURM job
+#                   that the executor plugin submits, with the `gpu` resource of resources.pretrain);
+#   submitit-local  in a child process started through submitit (same code and numbers; its log in
+#                   results/<scale>/pretrain/<exp>/submitit/ is also copied into the rule's log);
+#   slurm           as a SLURM job submitted through submitit (one task per GPU, several nodes if
+#                   asked, requeued from its checkpoint at a time limit or preemption). The rule is
+#                   then a local rule: its job runs on the machine running Snakemake, only submits
+#                   and waits (one light process per running pre-training), and fails with SLURM's
+#                   state and the job's log path when the SLURM job fails.
+# The launch options travel as the string resource `mokd_launch`, not as params: changing where a
+# pre-training runs never reruns a finished one (a rerun would re-export its teachers and re-measure
+# the peak memory of Table S3 in a process that did not train).
+
+from mokd.launch import workflow_launch_args
+
+PRETRAIN_ON_SLURM = config["launch"]["pretrain"] == "slurm"
+PRETRAIN_RESOURCES = (
+    # the Snakemake job only submits and waits on the head node; the SLURM job asks for the training's needs
+    {"mem_mb": 1000, "runtime": resources_of("pretrain")["runtime"]}
+    if PRETRAIN_ON_SLURM
+    else {
+        "mem_mb": resources_of("pretrain")["mem_mb"],
+        "runtime": resources_of("pretrain")["runtime"],
+        **gpu_resource(resources_of("pretrain")),
+    }
+)
+
+# Every experiment's pre-training settings are validated before any job starts: a wrong key in
+# `pretrain`, `families` or an experiment's overrides would otherwise only fail in its own job, after
+# other jobs were submitted.
+for _exp in EXPERIMENTS:
+    try:
+        validate(pretrain_config(_exp), "pretrain")
+    except ConfigError as _exc:
+        raise WorkflowError(f"invalid config: pre-training settings of experiment '{_exp}': {_exc}") from None
 
 
 rule pretrain:
@@ -15,10 +52,13 @@ rule pretrain:
         run_dir=lambda w: f"{R}/pretrain/{w.exp}",
     log:
         f"{R}/logs/pretrain/{{exp}}.log",
-    threads: resources_of("pretrain")["threads"]
+    conda:
+        ENV
+    localrule: PRETRAIN_ON_SLURM
+    threads: 1 if PRETRAIN_ON_SLURM else resources_of("pretrain")["threads"]
     resources:
-        mem_mb=resources_of("pretrain")["mem_mb"],
-        runtime=resources_of("pretrain")["runtime"],
+        **PRETRAIN_RESOURCES,
+        mokd_launch=workflow_launch_args(config["launch"], resources_of("pretrain")),
     shell:
-        "OMP_NUM_THREADS={threads} {PYTHON} -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir}"
-        " --export-dir {output} --restart-on-config-change > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir}"
+        " --export-dir {output} --restart-on-config-change {resources.mokd_launch} > {log} 2>&1"

@@ -59,6 +59,7 @@ rule figure:
         ENV
     threads: resources_of("evaluate")["threads"]
     resources:
+        **gpu_resource(resources_of("evaluate")),
         mem_mb=resources_of("evaluate")["mem_mb"],
         runtime=resources_of("evaluate")["runtime"],
     shell:

@@ -1,0 +1,205 @@
+"""mokd/launch.py without a cluster: options, the distributed environment of a task, and real
+pre-trainings through submitit's local executor (same weights as in-process, also after a preemption
+signal, failures reported with the log path, SIGTERM cancels the job). The SLURM side is tested on a
+real cluster in tests/slurm/test_submitit_pretrain.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+
+from mokd import launch
+from mokd.config import ConfigError
+from tests.core.tiny import PAIRS, tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def test_options_from_command_line_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    launch.add_arguments(parser)
+    args = parser.parse_args(["--launcher", "slurm", "--gpus-per-node", "4", "--nodes", "2", "--mem-gb", "64"])
+    monkeypatch.setenv(launch.ENV_PARTITION, "gpu")
+    monkeypatch.setenv(launch.ENV_ACCOUNT, "proj")
+    opts = launch.options_from_args(args).resolved(tmp_path / "run_a")
+    assert (opts.partition, opts.account, opts.tasks_per_node, opts.nodes) == ("gpu", "proj", 4, 2)
+    assert opts.log_folder == str(tmp_path / "run_a" / "submitit") and opts.job_name == "mokd-run_a"
+    given = launch.LaunchOptions(partition="big", account="other").resolved(tmp_path)
+    assert (given.partition, given.account) == ("big", "other")  # given values win over the environment
+    monkeypatch.delenv(launch.ENV_PARTITION)
+    assert launch.LaunchOptions().resolved(tmp_path).partition is None
+    assert launch.LaunchOptions(gpus_per_node=0).tasks_per_node == 1
+    opts.check()
+    with pytest.raises(ConfigError, match="nodes must be 1"):
+        launch.LaunchOptions(launcher="submitit-local", nodes=2).check()
+    with pytest.raises(ConfigError, match="launcher"):
+        launch.LaunchOptions(launcher="kubernetes").check()
+
+
+def test_task_environment_is_exported(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    env = SimpleNamespace(job_id="4321", global_rank=5, local_rank=1, num_tasks=8, num_nodes=2, hostnames=["n01", "n02"])
+    launch.export_dist_env(env)
+    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == \
+        ["5", "8", "1", "n01", str(20000 + 4321)]
+    from mokd.distributed import env_dist_info
+
+    assert env_dist_info().rank == 5 and env_dist_info().world_size == 8 and env_dist_info().local_rank == 1
+
+
+def test_workflow_launch_options() -> None:
+    """config["launch"] -> `mokd pretrain` options; unset sizes from resources.pretrain."""
+    res = {"threads": 10, "gpus": 8, "mem_mb": 480000, "runtime": 10080}
+    unset = {"nodes": 1, "gpus_per_node": None, "cpus_per_task": None, "mem_gb": None, "timeout_min": None,
+             "max_num_timeout": 3, "partition": None, "account": None}
+    assert launch.workflow_launch_args({**unset, "pretrain": "inprocess"}, res) == ""
+    args = launch.workflow_launch_args({**unset, "pretrain": "slurm", "partition": "gpu a", "timeout_min": 2880}, res)
+    assert args == ("--launcher slurm --nodes 1 --gpus-per-node 8 --cpus-per-task 10 --timeout-min 2880 "
+                    "--max-num-timeout 3 --mem-gb 480 --partition 'gpu a'")
+    small = {"threads": 1, "mem_mb": 4000, "runtime": 60}
+    local = launch.workflow_launch_args({**unset, "pretrain": "submitit-local"}, small)
+    assert "--gpus-per-node 0 --cpus-per-task 1 --timeout-min 10080" in local  # no time limit to speak of locally
+    parser = argparse.ArgumentParser()
+    launch.add_arguments(parser)
+    parsed = parser.parse_args(args.replace("'gpu a'", "gpu_a").split())
+    assert (parsed.gpus_per_node, parsed.mem_gb, parsed.partition) == (8, 480.0, "gpu_a")
+    assert launch.gpu_resource(res) == {"gpu": 8} and launch.gpu_resource({"threads": 1}) == {}
+    assert launch.gpu_resource({"gpus": 0}) == {}
+
+
+def test_slurm_executor_parameters(tmp_path: Path) -> None:
+    """What would be passed to sbatch (submitit writes the script; nothing is submitted here)."""
+    opts = launch.LaunchOptions(launcher="slurm", nodes=2, gpus_per_node=8, cpus_per_task=10, mem_gb=480,
+                                timeout_min=2880, partition="gpu", account="proj", job_name="mokd-x")
+    try:
+        executor = launch.build_executor(opts, tmp_path)
+    except Exception as exc:  # pragma: no cover - submitit refuses without srun on PATH
+        pytest.skip(f"submitit's SLURM executor unavailable here: {exc}")
+    params = executor._executor.parameters
+    assert params["nodes"] == 2 and params["ntasks_per_node"] == 8 and params["gpus_per_node"] == 8
+    assert params["cpus_per_task"] == 10 and params["mem"] == "480GB" and params["time"] == 2880
+    assert params["partition"] == "gpu" and params["account"] == "proj" and params["job_name"] == "mokd-x"
+
+
+# ------------------------------------------------------------------------------ real local jobs
+def _config(fashion_root: Path, path: Path, **overrides: object) -> Path:
+    settings = {"epochs": 3, "batch_size": 8, "checkpoint_every_iters": 4,
+                "data": {"name": "fashion_mnist", "root": str(fashion_root), "max_per_class": 8}, **overrides}
+    cfg = tiny_config(PAIRS["cnn_vit"](), fashion_root, **settings)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _pretrain(config: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mokd", "pretrain", "--config", str(config), "--out", str(out), *extra]
+    return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"pretrain did not finish within {timeout} s:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def _wait_for(predicate, what: str, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+def _steps(out: Path) -> int:
+    log = out / "log.jsonl"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _task_pid(out: Path) -> int | None:
+    for err in (out / "submitit").glob("*_0_log.err"):
+        m = re.search(r"\[mokd\] task 0 of \d+ in job \S+ on \S+, pid (\d+)", err.read_text())
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def assert_same_weights(a: Path, b: Path) -> int:
+    sa = torch.load(a / "checkpoint.pt", weights_only=False)
+    sb = torch.load(b / "checkpoint.pt", weights_only=False)
+    assert sa["step"] == sb["step"]
+    n = 0
+    for ma, mb in zip(sa["models"], sb["models"]):
+        for key, value in ma["slot"].items():
+            assert torch.equal(value, mb["slot"][key]), f"{ma['name']}.{key}"
+            n += 1
+    for name in ("teacher_cnn.pt", "teacher_vit.pt"):
+        ta = torch.load(a / name, weights_only=False)["state_dict"]
+        tb = torch.load(b / name, weights_only=False)["state_dict"]
+        assert all(torch.equal(v, tb[k]) for k, v in ta.items()), name
+    return n
+
+
+@pytest.mark.slow
+def test_local_job_preempted_resumes_to_the_same_weights(fashion_root: Path, tmp_path: Path) -> None:
+    """USR2 to the training task (what SLURM sends before a time limit): checkpoint after the current
+    step, requeue (the local executor restarts the task), resume: bit-identical to in-process."""
+    config = _config(fashion_root, tmp_path / "tiny.yaml")
+    ref = _pretrain(config, tmp_path / "ref")
+    job = _pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
+    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 3 and _task_pid(tmp_path / "job"), "3 steps of the job")
+    os.kill(pid, signal.SIGUSR2)
+    rc, out = _finish(job)
+    assert rc == 0, out[-3000:]
+    assert _finish(ref)[0] == 0
+    assert re.search(r"caught SIGUSR2: saving a checkpoint at step (\d+)", out), out[-3000:]
+    stopped = int(re.search(r"caught SIGUSR2: saving a checkpoint at step (\d+)", out).group(1))
+    assert f"resuming at step {stopped}" in out and 3 <= stopped < 30
+    assert "local submitit job" in out and "finished" in out
+    assert assert_same_weights(tmp_path / "ref", tmp_path / "job") > 100
+
+
+@pytest.mark.slow
+def test_local_job_failure_names_the_log(fashion_root: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU (device=cuda must fail at run time)")
+    config = _config(fashion_root, tmp_path / "tiny.yaml", device="cuda")
+    rc, out = _finish(_pretrain(config, tmp_path / "job", "--launcher", "submitit-local"))
+    assert rc == 1, out[-3000:]
+    assert "failed (FailedJobError): mokd.config.ConfigError: config key 'device'" in out
+    assert re.search(r"error: job log \S+/job/submitit/\d+_0_log\.err", out), out[-2000:]
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_the_local_job(fashion_root: Path, tmp_path: Path) -> None:
+    config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=50)
+    job = _pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
+    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
+    job.send_signal(signal.SIGTERM)
+    rc, out = _finish(job, timeout=60)
+    assert rc == 128 + signal.SIGTERM and "cancelling local submitit job" in out, out[-2000:]
+    _wait_for(lambda: not _alive(pid), "the training task to end", timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
