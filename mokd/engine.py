@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from mokd.checkpoint import CheckpointError, atomic_save, export_teacher, load_file
 from mokd.config import ConfigError, config_hash, diff_keys
 from mokd.distributed import DistInfo
-from mokd.losses import DINOLoss, entropy, search_loss
+from mokd.losses import DINOLoss, entropy, search_loss_from_log_probs, student_log_probs
 from mokd.models.network import ModelSlot, ViewOutputs
 from mokd.optim import ScheduledOptimizer, scheduled_optimizer
 from mokd.provenance import code_version, now
@@ -103,11 +103,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def clip_gradients(params: list[nn.Parameter], clip: float) -> None:
-    """DINO's clipping: each parameter tensor's gradient norm is capped at `clip` on its own."""
-    for p in params:
-        if p.grad is not None:
-            norm = p.grad.detach().norm(2)
-            p.grad.mul_(torch.clamp(clip / (norm + 1e-6), max=1.0))
+    """DINO's clipping: each parameter tensor's gradient norm is capped at `clip` on its own.
+
+    The same arithmetic as a loop over the tensors, in a few foreach calls instead of three small
+    operations per tensor.
+    """
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack(torch._foreach_norm(grads, 2))
+    coefs = torch.clamp(clip / (norms + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, list(coefs.unbind()))
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -223,21 +229,25 @@ class Trainer:
             with torch.no_grad():
                 teachers: list[ViewOutputs] = [m.slot.teacher(crops[:2]) for m in self.models]
             students: list[ViewOutputs] = [m.student(crops, with_query=self.terms.search) for m in self.models]
+            student_temp = self.cfg["losses"]["student_temp"]
             terms_all, stats_all = [], []
             for i, model in enumerate(self.models):
                 other = 1 - i
                 temp = float(model.teacher_temp[epoch])
                 s, t = students[i], teachers[i]
+                # Each head's student log-probabilities once, shared by its terms (L_sm and L_cm; L_st and L_ct).
+                mlp_lp = student_log_probs(s.mlp, student_temp) if self.terms.sm or self.terms.cm else None
+                thead_lp = student_log_probs(s.thead, student_temp) if self.terms.st or self.terms.ct else None  # type: ignore[arg-type]
                 terms: dict[str, torch.Tensor] = {}
                 if self.terms.sm:
-                    terms["sm"] = model.losses["sm"](s.mlp, t.mlp, temp, n_views)
+                    terms["sm"] = model.losses["sm"].from_log_probs(mlp_lp, t.mlp, temp, n_views)
                 if self.terms.st:
-                    terms["st"] = model.losses["st"](s.thead, t.thead, temp, n_views)
+                    terms["st"] = model.losses["st"].from_log_probs(thead_lp, t.thead, temp, n_views)
                 if self.terms.cm:
-                    terms["cm"] = model.losses["cm"](s.mlp, teachers[other].mlp, temp, n_views)
+                    terms["cm"] = model.losses["cm"].from_log_probs(mlp_lp, teachers[other].mlp, temp, n_views)
                 if self.terms.ct:
                     searched = self._searched_targets(i, students[i], teachers[other], n_views, batch)
-                    terms["ct"] = search_loss(searched, s.thead[2 * batch :], temp, self.cfg["losses"]["student_temp"])
+                    terms["ct"] = search_loss_from_log_probs(searched, thead_lp[2 * batch :], temp)  # type: ignore[index]
                 with torch.no_grad():
                     probs = model.losses["sm"].teacher_probs(t.mlp.float(), temp)
                     stats = {

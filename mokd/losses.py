@@ -12,24 +12,50 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def student_log_probs(student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
+    """log softmax(s / temp) in fp32, row by row.
+
+    Computed once per head output and shared by every term and every teacher view that uses it, so
+    that it is neither recomputed nor kept once more for the backward pass per (teacher view, term).
+    """
+    return F.log_softmax(student_logits.float() / student_temp, dim=-1)
+
+
+def cross_entropy_from_log_probs(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of H(p, s) = -sum p log s, given log s.
+
+    The minus sign is applied to the row sums: the same numbers as summing -p * log s (negation is
+    exact), without a negated copy of p per call kept for the backward pass.
+    """
+    return torch.sum(target_probs * log_probs, dim=-1).neg().mean()
+
+
 def cross_entropy(target_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
     """Mean over rows of H(p, s) = -sum p log softmax(s / temp)."""
-    return torch.sum(-target_probs * F.log_softmax(student_logits / student_temp, dim=-1), dim=-1).mean()
+    return cross_entropy_from_log_probs(target_probs, F.log_softmax(student_logits / student_temp, dim=-1))
+
+
+def multiview_cross_entropy_from_log_probs(
+    teacher_probs: list[torch.Tensor], log_probs: list[torch.Tensor]
+) -> torch.Tensor:
+    """Average of H over every (teacher view i, student view v) with v != i (same-view pairs skipped)."""
+    total = log_probs[0].new_zeros(())
+    pairs = 0
+    for i, p in enumerate(teacher_probs):
+        for v, log_s in enumerate(log_probs):
+            if v == i:
+                continue
+            total = total + cross_entropy_from_log_probs(p, log_s)
+            pairs += 1
+    return total / pairs
 
 
 def multiview_cross_entropy(
     teacher_probs: list[torch.Tensor], student_logits: list[torch.Tensor], student_temp: float
 ) -> torch.Tensor:
     """Average of H over every (teacher view i, student view v) with v != i (same-view pairs skipped)."""
-    total = student_logits[0].new_zeros(())
-    pairs = 0
-    for i, p in enumerate(teacher_probs):
-        for v, s in enumerate(student_logits):
-            if v == i:
-                continue
-            total = total + cross_entropy(p, s, student_temp)
-            pairs += 1
-    return total / pairs
+    log_probs = [F.log_softmax(s / student_temp, dim=-1) for s in student_logits]  # once per student view
+    return multiview_cross_entropy_from_log_probs(teacher_probs, log_probs)
 
 
 class DINOLoss(nn.Module):
@@ -58,9 +84,28 @@ class DINOLoss(nn.Module):
         n_teacher_views: int = 2,
         update_center: bool = True,
     ) -> torch.Tensor:
+        return self.from_log_probs(
+            student_log_probs(student_logits, self.student_temp),
+            teacher_logits,
+            teacher_temp,
+            n_student_views,
+            n_teacher_views,
+            update_center,
+        )
+
+    def from_log_probs(
+        self,
+        log_probs: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        teacher_temp: float,
+        n_student_views: int,
+        n_teacher_views: int = 2,
+        update_center: bool = True,
+    ) -> torch.Tensor:
+        """The loss given the student's log-probabilities, `student_log_probs(logits, self.student_temp)`."""
         teacher_logits = teacher_logits.detach().float()
         probs = self.teacher_probs(teacher_logits, teacher_temp).chunk(n_teacher_views)
-        loss = multiview_cross_entropy(list(probs), list(student_logits.float().chunk(n_student_views)), self.student_temp)
+        loss = multiview_cross_entropy_from_log_probs(list(probs), list(log_probs.chunk(n_student_views)))
         if update_center:
             self.update_center(teacher_logits)
         return loss
@@ -84,8 +129,17 @@ def search_loss(
     Both are (L * B, K), row r of one matching row r of the other (one row per local crop and image);
     the mean over rows is the average over local crops.
     """
+    return search_loss_from_log_probs(
+        searched_teacher_logits, student_log_probs(student_logits, student_temp), teacher_temp
+    )
+
+
+def search_loss_from_log_probs(
+    searched_teacher_logits: torch.Tensor, log_probs: torch.Tensor, teacher_temp: float
+) -> torch.Tensor:
+    """L_ct given the student's log-probabilities `student_log_probs(logits, student_temp)` (rows matching)."""
     probs = F.softmax(searched_teacher_logits.detach().float() / teacher_temp, dim=-1)
-    return cross_entropy(probs, student_logits.float(), student_temp)
+    return cross_entropy_from_log_probs(probs, log_probs)
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Benchmarks of the training step and the data pipeline (see README.md)."""

@@ -1,0 +1,229 @@
+"""Switchable implementation variants of the training step, for before/after measurements in one process.
+
+A variant is a named set of switches applied to a built Trainer (and, for module-level functions,
+while that trainer's step runs), so that the code as it is now and the code as it was before an
+optimisation can be timed side by side, interleaved, on the same machine:
+
+  attention  "fused": timm's fused kernel (F.scaled_dot_product_attention) where timm enables it
+             (the default); "math": the explicit softmax(QK^T)V path in every transformer block (T-Heads
+             and ViT backbones); "thead_math": the explicit path in the T-Heads only
+  optimizer  None: as built by mokd.optim; "forloop" / "foreach" / "fused": the same optimizers
+             (same groups and hyper-parameters) rebuilt with that implementation
+  clip       None: mokd.engine.clip_gradients as it is; "loop": the per-parameter Python loop it
+             replaced (REFERENCE below)
+  losses     None: Trainer.compute_losses as it is; "reference": the loss code before the student
+             log-probabilities were shared between terms (REFERENCE below)
+  compile    True: the students are torch.compile'd (the pretrain config's `compile: true`)
+
+The REFERENCE functions are the project's own earlier code, kept verbatim here (not imported from the
+package) so the "before" numbers stay reproducible after the package has changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mokd.engine as engine
+from mokd.losses import DINOLoss, entropy
+
+ATTENTION = (None, "fused", "math", "thead_math")
+OPTIMIZER = (None, "forloop", "foreach", "fused")
+CLIP = (None, "loop")
+LOSSES = (None, "reference")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    switches: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        allowed = {"attention": ATTENTION, "optimizer": OPTIMIZER, "clip": CLIP, "losses": LOSSES, "compile": (False, True)}
+        for key, value in self.switches.items():
+            if key not in allowed:
+                raise ValueError(f"variant {self.name!r}: unknown switch {key!r}; allowed: {sorted(allowed)}")
+            if value not in allowed[key]:
+                raise ValueError(f"variant {self.name!r}: switch {key}={value!r} not in {allowed[key]}")
+
+    @property
+    def compile(self) -> bool:
+        return bool(self.switches.get("compile", False))
+
+    def apply(self, trainer: engine.Trainer) -> None:
+        """Build-time switches: attention path, optimizer implementation, loss code."""
+        attention = self.switches.get("attention")
+        if attention in ("math", "thead_math"):
+            set_fused_attention(trainer, False, t_head_only=attention == "thead_math")
+        optimizer = self.switches.get("optimizer")
+        if optimizer is not None:
+            rebuild_optimizers(trainer, optimizer)
+        if self.switches.get("losses") == "reference":
+            trainer.compute_losses = reference_compute_losses.__get__(trainer)  # type: ignore[method-assign]
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Step-time switches (module-level functions the step calls)."""
+        if self.switches.get("clip") == "loop":
+            saved = engine.clip_gradients
+            engine.clip_gradients = reference_clip_gradients
+            try:
+                yield
+            finally:
+                engine.clip_gradients = saved
+        else:
+            yield
+
+
+# The variants the benchmark knows by name. "current" is the code as it is; "before" is the step as it
+# was before the optimisations kept in this change (see benchmarks/README.md).
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in [
+        Variant("current", "the code as it is"),
+        Variant("before", "before this change: per-parameter clipping loop, log-softmax per (teacher, student) view pair",
+                {"clip": "loop", "losses": "reference"}),
+        Variant("sdpa_off", "explicit attention (no F.scaled_dot_product_attention) in T-Heads and ViT backbones",
+                {"attention": "math"}),
+        Variant("thead_sdpa_off", "explicit attention in the T-Heads only", {"attention": "thead_math"}),
+        Variant("opt_forloop", "optimizers with the for-loop implementation", {"optimizer": "forloop"}),
+        Variant("opt_foreach", "optimizers with the foreach implementation", {"optimizer": "foreach"}),
+        Variant("opt_fused", "optimizers with the fused implementation", {"optimizer": "fused"}),
+        Variant("clip_loop", "per-parameter clipping loop (the reference)", {"clip": "loop"}),
+        Variant("loss_reference", "loss code before sharing the student log-probabilities", {"losses": "reference"}),
+        Variant("compile", "torch.compile'd students", {"compile": True}),
+    ]
+}
+
+
+def get_variant(name: str) -> Variant:
+    """A known variant by name; "NAME#2" is another instance of NAME (a control for instance-to-instance noise)."""
+    base, _, copy = name.partition("#")
+    if base not in VARIANTS:
+        raise ValueError(f"unknown variant {base!r}; known: {', '.join(VARIANTS)}")
+    v = VARIANTS[base]
+    return Variant(name, v.description + (f" (instance {copy})" if copy else ""), dict(v.switches)) if copy else v
+
+
+# ------------------------------------------------------------------------------------------ switches
+def attention_modules(trainer: engine.Trainer, t_head_only: bool = False) -> list[nn.Module]:
+    """Every timm attention module (it has a `fused_attn` flag) of every student and teacher."""
+    found = []
+    for model in trainer.models:
+        for net in (model.slot.student, model.slot.teacher):
+            roots = [net.t_head] if t_head_only else [net]
+            for root in roots:
+                if root is None:
+                    continue
+                found += [m for m in root.modules() if hasattr(m, "fused_attn")]
+    return found
+
+
+def set_fused_attention(trainer: engine.Trainer, enabled: bool, t_head_only: bool = False) -> int:
+    mods = attention_modules(trainer, t_head_only)
+    for m in mods:
+        m.fused_attn = enabled
+    return len(mods)
+
+
+def rebuild_optimizers(trainer: engine.Trainer, implementation: str) -> None:
+    """Replace each optimizer by the same optimizer (groups, hyper-parameters) with another implementation."""
+    flags = {"forloop": (False, False), "foreach": (True, False), "fused": (False, True)}[implementation]
+    for model in trainer.models:
+        for sched in model.optimizers:
+            old = sched.optimizer
+            if old.state:
+                raise RuntimeError("rebuild_optimizers must run before the first step (the state would be lost)")
+            groups = []
+            for g in old.param_groups:
+                g = dict(g)
+                g["foreach"], g["fused"] = flags
+                groups.append(g)
+            # every group holds all its hyper-parameters, so only the implementation flags are passed
+            sched.optimizer = type(old)(groups, lr=old.defaults["lr"], foreach=flags[0], fused=flags[1])
+
+
+# ----------------------------------------------------------------- REFERENCE: the code before the change
+def reference_clip_gradients(params: list[nn.Parameter], clip: float) -> None:
+    """DINO's clipping: each parameter tensor's gradient norm is capped at `clip` on its own."""
+    for p in params:
+        if p.grad is not None:
+            norm = p.grad.detach().norm(2)
+            p.grad.mul_(torch.clamp(clip / (norm + 1e-6), max=1.0))
+
+
+def _ref_cross_entropy(target_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
+    return torch.sum(-target_probs * F.log_softmax(student_logits / student_temp, dim=-1), dim=-1).mean()
+
+
+def _ref_multiview_cross_entropy(
+    teacher_probs: list[torch.Tensor], student_logits: list[torch.Tensor], student_temp: float
+) -> torch.Tensor:
+    total = student_logits[0].new_zeros(())
+    pairs = 0
+    for i, p in enumerate(teacher_probs):
+        for v, s in enumerate(student_logits):
+            if v == i:
+                continue
+            total = total + _ref_cross_entropy(p, s, student_temp)
+            pairs += 1
+    return total / pairs
+
+
+def _ref_dino_loss(
+    loss: DINOLoss, student_logits: torch.Tensor, teacher_logits: torch.Tensor, teacher_temp: float, n_student_views: int
+) -> torch.Tensor:
+    teacher_logits = teacher_logits.detach().float()
+    probs = loss.teacher_probs(teacher_logits, teacher_temp).chunk(2)
+    value = _ref_multiview_cross_entropy(list(probs), list(student_logits.float().chunk(n_student_views)), loss.student_temp)
+    loss.update_center(teacher_logits)
+    return value
+
+
+def _ref_search_loss(
+    searched_teacher_logits: torch.Tensor, student_logits: torch.Tensor, teacher_temp: float, student_temp: float
+) -> torch.Tensor:
+    probs = F.softmax(searched_teacher_logits.detach().float() / teacher_temp, dim=-1)
+    return _ref_cross_entropy(probs, student_logits.float(), student_temp)
+
+
+def reference_compute_losses(self: engine.Trainer, crops: list[torch.Tensor], epoch: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]]]:
+    """Trainer.compute_losses before the change (bound to a trainer by Variant.apply)."""
+    n_views = len(crops)
+    batch = crops[0].shape[0]
+    with self._autocast():
+        with torch.no_grad():
+            teachers = [m.slot.teacher(crops[:2]) for m in self.models]
+        students = [m.student(crops, with_query=self.terms.search) for m in self.models]
+        terms_all, stats_all = [], []
+        for i, model in enumerate(self.models):
+            other = 1 - i
+            temp = float(model.teacher_temp[epoch])
+            s, t = students[i], teachers[i]
+            terms: dict[str, torch.Tensor] = {}
+            if self.terms.sm:
+                terms["sm"] = _ref_dino_loss(model.losses["sm"], s.mlp, t.mlp, temp, n_views)
+            if self.terms.st:
+                terms["st"] = _ref_dino_loss(model.losses["st"], s.thead, t.thead, temp, n_views)
+            if self.terms.cm:
+                terms["cm"] = _ref_dino_loss(model.losses["cm"], s.mlp, teachers[other].mlp, temp, n_views)
+            if self.terms.ct:
+                searched = self._searched_targets(i, students[i], teachers[other], n_views, batch)
+                terms["ct"] = _ref_search_loss(searched, s.thead[2 * batch :], temp, self.cfg["losses"]["student_temp"])
+            with torch.no_grad():
+                probs = model.losses["sm"].teacher_probs(t.mlp.float(), temp)
+                stats = {
+                    "teacher_entropy": float(entropy(probs)),
+                    "center_norm": float(model.losses["sm"].center.norm()),
+                    "teacher_temp": temp,
+                }
+            terms_all.append(terms)
+            stats_all.append(stats)
+    return terms_all, stats_all
