@@ -93,6 +93,16 @@ class _LocalFilesMixin:
     def _check_integrity(self) -> bool:
         return all(p.is_file() for p in cifar_files(self.root, self._variant, self.train))
 
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train: bool = True,
+        transform: Callable[[Image.Image], Any] | None = None,
+    ) -> None:
+        _check_files(root, self._variant, train)
+        super().__init__(str(root), train=train, transform=transform, download=False)
+        self.targets = [int(t) for t in self.targets]
+
 
 class LocalCIFAR10(_LocalFilesMixin, CIFAR10):
     """CIFAR-10 from ``root/cifar-10-batches-py``, without md5 checks (locally written files load)."""
@@ -100,32 +110,12 @@ class LocalCIFAR10(_LocalFilesMixin, CIFAR10):
     _variant = "cifar10"
     meta = {**CIFAR10.meta, "md5": None}
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        train: bool = True,
-        transform: Callable[[Image.Image], Any] | None = None,
-    ) -> None:
-        _check_files(root, self._variant, train)
-        super().__init__(str(root), train=train, transform=transform, download=False)
-        self.targets = [int(t) for t in self.targets]
-
 
 class LocalCIFAR100(_LocalFilesMixin, CIFAR100):
     """CIFAR-100 (fine labels) from ``root/cifar-100-python``, without md5 checks."""
 
     _variant = "cifar100"
     meta = {**CIFAR100.meta, "md5": None}
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        train: bool = True,
-        transform: Callable[[Image.Image], Any] | None = None,
-    ) -> None:
-        _check_files(root, self._variant, train)
-        super().__init__(str(root), train=train, transform=transform, download=False)
-        self.targets = [int(t) for t in self.targets]
 
 
 def _atomic_pickle(path: Path, obj: Any) -> None:
