@@ -17,10 +17,12 @@ def test_short_pretraining_lowers_the_loss(kind: str, fashion_root: Path, tmp_pa
     models = PAIRS[kind]()
     for m in models:
         m["teacher_temp"] = {"start": 0.04, "end": 0.04, "warmup_epochs": 0}  # a fixed target sharpness
-        # A wider bottleneck than tiny.py's 16: with 16 dimensions the random prototypes make the first
-        # teacher outputs nearly one-hot, and 20 steps are then spent in the centring transient (the
-        # teacher's entropy rising from ~0.3 towards ln K), which raises L_sm before anything is learnt.
-        m["mlp_head"]["bottleneck_dim"] = 128
+        # With a ViT, a wider bottleneck than tiny.py's 16: with 16 dimensions its random prototypes
+        # make the first teacher outputs nearly one-hot, and 20 steps are then spent in the centring
+        # transient (the teacher's entropy rising from ~0.3 towards ln K), which raises L_sm before
+        # anything is learnt. (Measured: CNN-only runs fall with 16; ViT runs fall with 128.)
+        if "vit" in kind:
+            m["mlp_head"]["bottleneck_dim"] = 128
         if m["optimizer"]["name"] == "adamw":
             m["optimizer"]["lr"] = 5e-3
     cfg = tiny_config(

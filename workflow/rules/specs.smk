@@ -39,6 +39,26 @@ def cell(exp, role, protocol, value="metrics.top1"):
     return {"metrics": metrics(exp, role, protocol), "value": value}
 
 
+def table_config_hash(rows):
+    """Hash of the config slices a table's numbers come from (its experiments and protocols), so that
+    editing one experiment reruns only the tables that show it."""
+    exps, protocols = set(), set()
+    for row in rows:
+        for c in row["cells"].values():
+            paths = c.get("metrics")
+            for m in paths if isinstance(paths, list) else ([paths] if paths else []):
+                parts = Path(m).parts
+                i = len(parts) - 4  # .../eval/<exp>/<role>/<protocol>.json
+                if parts[i] == "eval":
+                    exps.add(parts[i + 1])
+                    protocols.add(Path(m).stem)
+    return config_hash({
+        "scale": config["scale"],
+        "experiments": {e: pretrain_config(e) for e in sorted(exps)},
+        "protocols": {p: protocol_settings(p) for p in sorted(protocols)},
+    })
+
+
 def spec(table, columns, rows, roles, derived=(), notes=(), decimals=1):
     title, reconstructed = TABLE_TITLES[table]
     return {
@@ -51,7 +71,7 @@ def spec(table, columns, rows, roles, derived=(), notes=(), decimals=1):
         "rows": rows,
         "notes": list(notes),
         "decimals": decimals,
-        "footer": {"config_hash": CONFIG_HASH, "code_version": CODE_VERSION},
+        "footer": {"config_hash": table_config_hash(rows), "code_version": CODE_VERSION},
     }
 
 
