@@ -21,8 +21,19 @@ from typing import Any, Callable
 
 import torch
 
+from mokd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml
 from mokd.provenance import code_version, file_sha256, now
+
+
+# Settings shared by the protocols that learn on `data_train` and report on `data_val` (paper values).
+CLASSIFICATION_DEFAULTS: dict[str, Any] = {
+    "data_train": None,
+    "data_val": None,
+    "image_size": 224,
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+}
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, checkpoints: str = "one") -> None:

@@ -40,8 +40,6 @@ from torch.utils.data import Dataset, Subset
 from mokd.checkpoint import load_backbone
 from mokd.config import ConfigError, config_hash
 from mokd.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     build_dataset,
     class_balanced_subset,
     eval_transform,
@@ -59,16 +57,12 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import add_common_arguments, run_protocol
+from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, run_protocol
 from mokd.eval.features import load_teacher, require_settings
 from mokd.provenance import file_sha256
 
 DEFAULTS: dict[str, Any] = {
-    "data_train": None,
-    "data_val": None,
-    "image_size": 224,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
+    **CLASSIFICATION_DEFAULTS,
     "batch_size": 1024,
     "epochs": 60,
     "warmup_epochs": 5,

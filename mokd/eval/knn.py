@@ -24,8 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mokd.data import IMAGENET_MEAN, IMAGENET_STD
-from mokd.eval.common import add_common_arguments, run_protocol
+from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, run_protocol
 from mokd.eval.features import (
     cached_features,
     default_cache_dir,
@@ -35,11 +34,7 @@ from mokd.eval.features import (
 )
 
 DEFAULTS: dict[str, Any] = {
-    "data_train": None,
-    "data_val": None,
-    "image_size": 224,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
+    **CLASSIFICATION_DEFAULTS,
     "batch_size": 256,
     "ks": [10, 20, 100, 200],
     "temperature": 0.07,

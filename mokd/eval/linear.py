@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from mokd.config import ConfigError
-from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, train_classification_transform
+from mokd.data import build_dataset, train_classification_transform
 from mokd.eval.classifier import (
     FeatureClassifier,
     SGDConfig,
@@ -40,7 +40,7 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import add_common_arguments, run_protocol
+from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, run_protocol
 from mokd.eval.features import (
     cached_features,
     default_cache_dir,
@@ -51,11 +51,7 @@ from mokd.eval.features import (
 )
 
 DEFAULTS: dict[str, Any] = {
-    "data_train": None,
-    "data_val": None,
-    "image_size": 224,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
+    **CLASSIFICATION_DEFAULTS,
     "batch_size": 2048,
     "epochs": 100,
     "warmup_epochs": 10,
