@@ -13,6 +13,8 @@ optimisation can be timed side by side, interleaved, on the same machine:
              replaced (REFERENCE below)
   losses     None: Trainer.compute_losses as it is; "reference": the loss code before the student
              log-probabilities were shared between terms (REFERENCE below)
+  backward   None: Trainer.train_step as it is (one student's forward and backward at a time);
+             "joint": both students' forwards, then one backward of the sum (REFERENCE below)
   compile    True: the students are torch.compile'd (the pretrain config's `compile: true`)
 
 The REFERENCE functions are the project's own earlier code, kept verbatim here (not imported from the
@@ -31,12 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import mokd.engine as engine
-from mokd.losses import DINOLoss, entropy
+from mokd.losses import DINOLoss
 
 ATTENTION = (None, "fused", "math", "thead_math")
 OPTIMIZER = (None, "forloop", "foreach", "fused")
 CLIP = (None, "loop")
 LOSSES = (None, "reference")
+BACKWARD = (None, "joint")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class Variant:
     switches: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        allowed = {"attention": ATTENTION, "optimizer": OPTIMIZER, "clip": CLIP, "losses": LOSSES, "compile": (False, True)}
+        allowed = {"attention": ATTENTION, "optimizer": OPTIMIZER, "clip": CLIP, "losses": LOSSES, "backward": BACKWARD,
+                   "compile": (False, True)}
         for key, value in self.switches.items():
             if key not in allowed:
                 raise ValueError(f"variant {self.name!r}: unknown switch {key!r}; allowed: {sorted(allowed)}")
@@ -67,6 +71,8 @@ class Variant:
             rebuild_optimizers(trainer, optimizer)
         if self.switches.get("losses") == "reference":
             trainer.compute_losses = reference_compute_losses.__get__(trainer)  # type: ignore[method-assign]
+        if self.switches.get("backward") == "joint":
+            trainer.train_step = reference_joint_train_step.__get__(trainer)  # type: ignore[method-assign]
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -88,8 +94,8 @@ VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in [
         Variant("current", "the code as it is"),
-        Variant("before", "before this change: per-parameter clipping loop, log-softmax per (teacher, student) view pair",
-                {"clip": "loop", "losses": "reference"}),
+        Variant("before", "before the optimisations: per-parameter clipping loop, log-softmax per (teacher, student) "
+                "view pair, one backward of both students' losses", {"clip": "loop", "losses": "reference", "backward": "joint"}),
         Variant("sdpa_off", "explicit attention (no F.scaled_dot_product_attention) in T-Heads and ViT backbones",
                 {"attention": "math"}),
         Variant("thead_sdpa_off", "explicit attention in the T-Heads only", {"attention": "thead_math"}),
@@ -98,6 +104,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("opt_fused", "optimizers with the fused implementation", {"optimizer": "fused"}),
         Variant("clip_loop", "per-parameter clipping loop (the reference)", {"clip": "loop"}),
         Variant("loss_reference", "loss code before sharing the student log-probabilities", {"losses": "reference"}),
+        Variant("joint_backward", "both students' forwards, then one backward of the sum", {"backward": "joint"}),
         Variant("compile", "torch.compile'd students", {"compile": True}),
     ]
 }
@@ -217,13 +224,24 @@ def reference_compute_losses(self: engine.Trainer, crops: list[torch.Tensor], ep
             if self.terms.ct:
                 searched = self._searched_targets(i, students[i], teachers[other], n_views, batch)
                 terms["ct"] = _ref_search_loss(searched, s.thead[2 * batch :], temp, self.cfg["losses"]["student_temp"])
-            with torch.no_grad():
-                probs = model.losses["sm"].teacher_probs(t.mlp.float(), temp)
-                stats = {
-                    "teacher_entropy": float(entropy(probs)),
-                    "center_norm": float(model.losses["sm"].center.norm()),
-                    "teacher_temp": temp,
-                }
             terms_all.append(terms)
-            stats_all.append(stats)
+            stats_all.append(self.monitor_stats(model, t, temp))
     return terms_all, stats_all
+
+
+def reference_joint_train_step(self: engine.Trainer, crops: list[torch.Tensor], epoch: int) -> dict[str, Any]:
+    """Trainer.train_step before each model got its own backward: both forwards, then one backward."""
+    step = self.step
+    for model in self.models:
+        for opt in model.optimizers:
+            opt.apply(step)
+    terms_all, stats_all = self.compute_losses(crops, epoch)
+    totals = [self.total_loss(model, terms) for model, terms in zip(self.models, terms_all)]
+    self._check_finite(terms_all, self.models)
+    for model in self.models:
+        for opt in model.optimizers:
+            opt.optimizer.zero_grad(set_to_none=True)
+    sum(m.scaler.scale(t) for m, t in zip(self.models, totals)).backward()  # type: ignore[union-attr]
+    self.apply_updates(epoch, step)
+    self.step += 1
+    return self.step_record(step, epoch, terms_all, stats_all, totals)

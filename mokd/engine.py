@@ -7,7 +7,9 @@ search. Each student sees every crop once per resolution. The four loss terms of
 
 (METHOD.md section 4); a term switched off in `losses` is left out, and a single model has no cross
 terms. Teacher outputs and query tokens are detached, so no gradient crosses between the models. Each
-model has its own optimizer(s), loss scaler, clipping and EMA update.
+model has its own optimizer(s), loss scaler, clipping and EMA update. Because model m's loss needs no
+other student, the students run one after the other, each forward followed by its own backward: a pair
+step holds one student's activations at a time.
 """
 
 from __future__ import annotations
@@ -221,43 +223,65 @@ class Trainer:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def compute_losses(self, crops: list[torch.Tensor], epoch: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]]]:
-        """Forward every network and return, per model, its loss terms and monitoring values."""
+    def teacher_outputs(self, crops: list[torch.Tensor]) -> list[ViewOutputs]:
+        """Every teacher on the 2 global crops, once per step (no gradients)."""
+        with self._autocast(), torch.no_grad():
+            return [m.slot.teacher(crops[:2]) for m in self.models]
+
+    def model_losses(
+        self, i: int, crops: list[torch.Tensor], teachers: list[ViewOutputs], epoch: int
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Student i's forward pass and its loss terms, from its own and the other model's teacher outputs.
+
+        Model i's terms depend on no other student: the other model enters only through its teacher's
+        (detached) outputs and tokens. So each model's forward and backward can run on its own.
+        """
         n_views = len(crops)
         batch = crops[0].shape[0]
+        model = self.models[i]
+        temp = float(model.teacher_temp[epoch])
         with self._autocast():
-            with torch.no_grad():
-                teachers: list[ViewOutputs] = [m.slot.teacher(crops[:2]) for m in self.models]
-            students: list[ViewOutputs] = [m.student(crops, with_query=self.terms.search) for m in self.models]
+            s = model.student(crops, with_query=self.terms.search)
+            t = teachers[i]
             student_temp = self.cfg["losses"]["student_temp"]
-            terms_all, stats_all = [], []
-            for i, model in enumerate(self.models):
-                other = 1 - i
-                temp = float(model.teacher_temp[epoch])
-                s, t = students[i], teachers[i]
-                # Each head's student log-probabilities once, shared by its terms (L_sm and L_cm; L_st and L_ct).
-                mlp_lp = student_log_probs(s.mlp, student_temp) if self.terms.sm or self.terms.cm else None
-                thead_lp = student_log_probs(s.thead, student_temp) if self.terms.st or self.terms.ct else None  # type: ignore[arg-type]
-                terms: dict[str, torch.Tensor] = {}
-                if self.terms.sm:
-                    terms["sm"] = model.losses["sm"].from_log_probs(mlp_lp, t.mlp, temp, n_views)
-                if self.terms.st:
-                    terms["st"] = model.losses["st"].from_log_probs(thead_lp, t.thead, temp, n_views)
-                if self.terms.cm:
-                    terms["cm"] = model.losses["cm"].from_log_probs(mlp_lp, teachers[other].mlp, temp, n_views)
-                if self.terms.ct:
-                    searched = self._searched_targets(i, students[i], teachers[other], n_views, batch)
-                    terms["ct"] = search_loss_from_log_probs(searched, thead_lp[2 * batch :], temp)  # type: ignore[index]
-                with torch.no_grad():
-                    probs = model.losses["sm"].teacher_probs(t.mlp.float(), temp)
-                    stats = {
-                        "teacher_entropy": float(entropy(probs)),
-                        "center_norm": float(model.losses["sm"].center.norm()),
-                        "teacher_temp": temp,
-                    }
-                terms_all.append(terms)
-                stats_all.append(stats)
-        return terms_all, stats_all
+            # Each head's student log-probabilities once, shared by its terms (L_sm and L_cm; L_st and L_ct).
+            mlp_lp = student_log_probs(s.mlp, student_temp) if self.terms.sm or self.terms.cm else None
+            thead_lp = student_log_probs(s.thead, student_temp) if self.terms.st or self.terms.ct else None  # type: ignore[arg-type]
+            terms: dict[str, torch.Tensor] = {}
+            if self.terms.sm:
+                terms["sm"] = model.losses["sm"].from_log_probs(mlp_lp, t.mlp, temp, n_views)
+            if self.terms.st:
+                terms["st"] = model.losses["st"].from_log_probs(thead_lp, t.thead, temp, n_views)
+            if self.terms.cm:
+                terms["cm"] = model.losses["cm"].from_log_probs(mlp_lp, teachers[1 - i].mlp, temp, n_views)
+            if self.terms.ct:
+                searched = self._searched_targets(i, s, teachers[1 - i], n_views, batch)
+                terms["ct"] = search_loss_from_log_probs(searched, thead_lp[2 * batch :], temp)  # type: ignore[index]
+            stats = self.monitor_stats(model, t, temp)
+        return terms, stats
+
+    @staticmethod
+    @torch.no_grad()
+    def monitor_stats(model: ModelState, teacher: ViewOutputs, temp: float) -> dict[str, float]:
+        """What the log follows to spot a collapse: the MLP-Head teacher's entropy and its centre's norm."""
+        probs = model.losses["sm"].teacher_probs(teacher.mlp.float(), temp)
+        return {
+            "teacher_entropy": float(entropy(probs)),
+            "center_norm": float(model.losses["sm"].center.norm()),
+            "teacher_temp": temp,
+        }
+
+    def compute_losses(self, crops: list[torch.Tensor], epoch: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]]]:
+        """Forward every network and return, per model, its loss terms and monitoring values."""
+        teachers = self.teacher_outputs(crops)
+        results = [self.model_losses(i, crops, teachers, epoch) for i in range(len(self.models))]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def total_loss(self, model: ModelState, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L = L_sm + L_st + lambda * (L_cm + L_ct), over the terms that are on."""
+        own = sum(terms[t] for t in ("sm", "st") if t in terms)
+        cross = sum(terms[t] for t in ("cm", "ct") if t in terms)
+        return own + model.lam * cross  # type: ignore[return-value]
 
     def _searched_targets(self, i: int, student: ViewOutputs, other_teacher: ViewOutputs, n_views: int, batch: int) -> torch.Tensor:
         """ŝ: the other teacher's T-Head on its global-1 tokens, searched with this student's local queries."""
@@ -271,23 +295,36 @@ class Trainer:
             return head.forward_projected(tokens.repeat(n_local, 1, 1), grid, queries)  # type: ignore[union-attr]
 
     def train_step(self, crops: list[torch.Tensor], epoch: int) -> dict[str, Any]:
-        """One optimisation step of every model; returns the logged values."""
+        """One optimisation step of every model; returns the logged values.
+
+        The teachers run first; then each model in turn runs its student forward and backward, so that
+        only one student's activations are alive at a time (peak memory: the larger model's step, not
+        the sum of both). The optimizer steps and EMA updates come after every backward, so model 2's
+        search still uses model 1's teacher as it was at the start of the step.
+        """
         step = self.step
         for model in self.models:
             for opt in model.optimizers:
                 opt.apply(step)
-        terms_all, stats_all = self.compute_losses(crops, epoch)
-        totals = []
-        for model, terms in zip(self.models, terms_all):
-            total = sum(terms[t] for t in ("sm", "st") if t in terms) + model.lam * sum(
-                terms[t] for t in ("cm", "ct") if t in terms
-            )
-            totals.append(total)
-        self._check_finite(terms_all)
-        for model in self.models:
-            for opt in model.optimizers:
                 opt.optimizer.zero_grad(set_to_none=True)
-        sum(m.scaler.scale(t) for m, t in zip(self.models, totals)).backward()  # type: ignore[union-attr]
+        teachers = self.teacher_outputs(crops)
+        terms_all, stats_all, totals = [], [], []
+        for i, model in enumerate(self.models):
+            terms, stats = self.model_losses(i, crops, teachers, epoch)
+            total = self.total_loss(model, terms)
+            self._check_finite([terms], [model])
+            model.scaler.scale(total).backward()  # type: ignore[union-attr]
+            terms_all.append({k: v.detach() for k, v in terms.items()})
+            stats_all.append(stats)
+            totals.append(total.detach())
+            del terms, total
+        del teachers
+        self.apply_updates(epoch, step)
+        self.step += 1
+        return self.step_record(step, epoch, terms_all, stats_all, totals)
+
+    def apply_updates(self, epoch: int, step: int) -> None:
+        """After every backward: per model, unscale, clip, drop frozen last-layer gradients, step, EMA."""
         for model in self.models:
             params = [p for p in model.slot.student.parameters() if p.requires_grad]
             for opt in model.optimizers:
@@ -301,10 +338,19 @@ class Trainer:
                 model.scaler.step(opt.optimizer)
             model.scaler.update()
             model.slot.update_teacher(float(model.momentum[step]))
+
+    def step_record(
+        self,
+        step: int,
+        epoch: int,
+        terms_all: list[dict[str, torch.Tensor]],
+        stats_all: list[dict[str, float]],
+        totals: list[torch.Tensor],
+    ) -> dict[str, Any]:
+        """The logged values of one step: per model its loss, terms, schedules and monitoring values."""
         record: dict[str, Any] = {"step": step, "epoch": epoch}
         for model, terms, stats, total in zip(self.models, terms_all, stats_all, totals):
-            name = model.slot.name
-            record[name] = {
+            record[model.slot.name] = {
                 "loss": float(total.detach()),
                 **{f"L_{t}": float(v.detach()) for t, v in terms.items()},
                 "lr": float(model.optimizers[0].lr[step]),
@@ -312,18 +358,17 @@ class Trainer:
                 "momentum": float(model.momentum[step]),
                 **stats,
             }
-        self.step += 1
         return record
 
-    def _check_finite(self, terms_all: list[dict[str, torch.Tensor]]) -> None:
+    def _check_finite(self, terms_all: list[dict[str, torch.Tensor]], models: list[ModelState]) -> None:
         values = torch.stack([v.detach().float() for terms in terms_all for v in terms.values()])
         if bool(torch.isfinite(values).all()):
             return
-        for model, terms in zip(self.models, terms_all):
+        for model, terms in zip(models, terms_all):
             for name, value in terms.items():
-                if not math.isfinite(float(value)):
+                if not math.isfinite(float(value.detach())):
                     raise NonFiniteLossError(
-                        f"model {model.slot.name!r}: loss term L_{name} is {float(value)} at step {self.step}; "
+                        f"model {model.slot.name!r}: loss term L_{name} is {float(value.detach())} at step {self.step}; "
                         f"stopped without saving, the last good checkpoint is {self.checkpoint_path}"
                     )
 
