@@ -1,0 +1,37 @@
+"""benchmarks/learning_probe.py: one real DINO run at the test scale against its random initialisation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks.learning_probe import main
+from benchmarks.workflow_config import load_workflow_config
+from mokd.config import ConfigError
+
+
+def data_overrides(root: Path) -> list[str]:
+    return [f"datasets.{name}.spec.root={root}" for name in ("pretrain", "train", "val")]
+
+
+def test_probe_reports_trained_and_random_knn(fashion_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "probe.json"
+    rows = main(["--config", "config/test.yaml", "--models", "r18", "--work", str(tmp_path / "run"),
+                 "--out", str(out), *sum((["--set", o] for o in data_overrides(fashion_root)), [])])
+    assert rows == json.loads(out.read_text())
+    (row,) = rows
+    assert row["model"] == "r18"
+    for key in ("knn_top1", "knn_top1_random_init"):
+        assert 0.0 <= row[key] <= 100.0
+    assert row["gain"] == pytest.approx(row["knn_top1"] - row["knn_top1_random_init"], abs=0.01)
+    assert 0.0 < row["teacher_entropy"] <= row["ln_K"] + 1e-3
+    assert row["ln_K"] == pytest.approx(math.log(load_workflow_config("config/test.yaml")["pretrain"]["out_dim"]), abs=1e-3)
+    assert (tmp_path / "run" / "teacher_r18.pt").is_file() and (tmp_path / "run" / "random_r18.pt").is_file()
+
+
+def test_probe_names_a_bad_override_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="epoch"):
+        main(["--config", "config/test.yaml", "--models", "r18", "--work", str(tmp_path), "--set", "pretrain.epoch=1"])
