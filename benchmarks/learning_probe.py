@@ -54,8 +54,14 @@ def knn_settings(config: dict[str, Any], protocol: str, cache: Path) -> dict[str
     return settings
 
 
+# A probe is one process: a torchrun or SLURM task environment around it must not make its commands
+# wait for other ranks.
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS")
+
+
 def run_mokd(args: list[str], threads: int) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run([sys.executable, "-m", "mokd", *args], cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"`python -m mokd {args[0]}` failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -17,7 +17,10 @@ def data_overrides(root: Path) -> list[str]:
     return [f"datasets.{name}.spec.root={root}" for name in ("pretrain", "train", "val")]
 
 
-def test_probe_reports_trained_and_random_knn(fashion_root: Path, tmp_path: Path) -> None:
+def test_probe_reports_trained_and_random_knn(fashion_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inside a multi-process job's environment the probe still runs one process (it would wait for rank 0).
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.setenv("WORLD_SIZE", "8")
     out = tmp_path / "probe.json"
     rows = main(["--config", "config/test.yaml", "--models", "r18", "--work", str(tmp_path / "run"),
                  "--out", str(out), *sum((["--set", o] for o in data_overrides(fashion_root)), [])])

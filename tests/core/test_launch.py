@@ -50,7 +50,10 @@ def test_options_from_command_line_and_environment(monkeypatch: pytest.MonkeyPat
 
 def test_task_environment_is_exported(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+        # setenv first so that teardown restores the key's absence: a bare delenv of a missing key
+        # records nothing, and the values exported below would leak into later tests' subprocesses.
+        monkeypatch.setenv(key, "unset")
+        monkeypatch.delenv(key)
     env = SimpleNamespace(job_id="4321", global_rank=5, local_rank=1, num_tasks=8, num_nodes=2, hostnames=["n01", "n02"])
     launch.export_dist_env(env)
     assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == \
