@@ -36,31 +36,21 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from benchmarks.workflow_config import WORKFLOW_SCHEMA, load_workflow_config, pretrain_config  # noqa: E402
+from benchmarks.workflow_config import (  # noqa: E402
+    WORKFLOW_SCHEMA,
+    load_workflow_config,
+    pretrain_config,
+    protocol_settings,
+)
 from mokd.checkpoint import export_teacher  # noqa: E402
 from mokd.config import apply_overrides, load_yaml, validate  # noqa: E402
-from mokd.models.backbone import Backbone, BackboneSpec  # noqa: E402
-
-
-def knn_settings(config: dict[str, Any], protocol: str, cache: Path) -> dict[str, Any]:
-    """The scale's k-NN settings with its datasets resolved, as workflow/rules/common.smk resolves them."""
-    p = config["protocols"][protocol]
-    settings = dict(p["settings"])
-    for key, dataset in p["datasets"].items():
-        settings[key] = config["datasets"][dataset]["spec"]
-    settings.setdefault("mean", config["normalization"]["mean"])
-    settings.setdefault("std", config["normalization"]["std"])
-    settings["feature_cache"] = str(cache)
-    return settings
-
-
-# A probe is one process: a torchrun or SLURM task environment around it must not make its commands
-# wait for other ranks.
-DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS")
+from mokd.distributed import TASK_ENV_VARS  # noqa: E402
+from mokd.models.network import build_network  # noqa: E402
 
 
 def run_mokd(args: list[str], threads: int) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    # A probe is one process: a torchrun or SLURM task around it must not make its commands wait for other ranks.
+    env = {k: v for k, v in os.environ.items() if k not in TASK_ENV_VARS}
     env["OMP_NUM_THREADS"] = str(threads)
     proc = subprocess.run([sys.executable, "-m", "mokd", *args], cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -72,12 +62,11 @@ def knn_top1(checkpoint: Path, settings: dict[str, Any], out: Path, threads: int
     return float(json.loads(out.read_text())["metrics"]["top1"])
 
 
-def random_teacher(model_cfg: dict[str, Any], seed: int, path: Path) -> Path:
-    """A backbone of the model's architecture at its initialisation, exported like a trained teacher."""
-    torch.manual_seed(seed)
-    spec = BackboneSpec.from_config(model_cfg["backbone"])
-    backbone = Backbone(BackboneSpec(spec.arch, spec.timm_kwargs, spec.stem_stride, drop_path=0.0))
-    export_teacher(path, model_cfg["name"], backbone, None, None, {"random_init_seed": seed})
+def random_teacher(model_cfg: dict[str, Any], run_cfg: dict[str, Any], path: Path) -> Path:
+    """The model's teacher backbone at its initialisation (seeded), exported like a trained teacher."""
+    torch.manual_seed(run_cfg["seed"])
+    backbone = build_network(model_cfg, run_cfg, with_t_head=False, teacher=True).backbone
+    export_teacher(path, model_cfg["name"], backbone, None, None, {"random_init_seed": run_cfg["seed"]})
     return path
 
 
@@ -112,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
     work = Path(args.work) if args.work else REPO / "benchmarks" / "out" / "probe" / f"{'_'.join(args.models)}_{digest}"
     work.mkdir(parents=True, exist_ok=True)
-    settings = knn_settings(config, args.knn_protocol, work / "feature_cache")
+    settings = protocol_settings(config, args.knn_protocol, work / "feature_cache")
 
     t0 = time.perf_counter()
     run_mokd(["pretrain", "--settings", json.dumps(cfg), "--out", str(work), "--launcher", "inprocess"], args.threads)
@@ -122,7 +111,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for model_cfg in cfg["models"]:
         name = model_cfg["name"]
         trained = knn_top1(work / f"teacher_{name}.pt", settings, work / f"knn_{name}.json", args.threads)
-        rand_path = random_teacher(model_cfg, cfg["seed"], work / f"random_{name}.pt")
+        rand_path = random_teacher(model_cfg, cfg, work / f"random_{name}.pt")
         baseline = knn_top1(rand_path, settings, work / f"knn_random_{name}.json", args.threads)
         row = {
             "model": name,

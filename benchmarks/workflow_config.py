@@ -6,6 +6,7 @@ against workflow/schemas/config.schema.yaml (defaults filled in). `pretrain_conf
 `python -m mokd pretrain` config of a pair or of one model the way common.smk's `pretrain_config`
 does: the scale's `pretrain` section, the normalisation, the DINO baseline's terms (L_sm only), the
 pair's T-Head width (the widest ViT's), and each model's family settings, backbone and lambda.
+`protocol_settings` resolves an evaluation protocol's settings the way common.smk's does.
 """
 
 from __future__ import annotations
@@ -80,3 +81,18 @@ def pretrain_config(
         models.append(entry)
     cfg["models"] = models
     return validate(cfg, "pretrain")
+
+
+def protocol_settings(config: dict[str, Any], protocol: str, feature_cache: str | Path) -> dict[str, Any]:
+    """An evaluation protocol's settings with its datasets resolved, as common.smk's `protocol_settings`."""
+    if protocol not in config["protocols"]:
+        raise ConfigError(f"unknown protocol {protocol!r}; the config defines {sorted(config['protocols'])}")
+    p = config["protocols"][protocol]
+    settings = copy.deepcopy(p["settings"])
+    for key, dataset in p["datasets"].items():
+        settings[key] = copy.deepcopy(config["datasets"][dataset]["spec"])
+    settings.setdefault("mean", config["normalization"]["mean"])
+    settings.setdefault("std", config["normalization"]["std"])
+    settings["feature_cache"] = str(feature_cache)
+    return settings
+

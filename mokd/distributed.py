@@ -32,6 +32,11 @@ def _slurm_master_addr() -> str:
     return nodelist.split(",")[0]
 
 
+# What makes a process a task of a multi-process job (torchrun's and SLURM's variables); a command run
+# without them is a single process.
+TASK_ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS")
+
+
 def env_dist_info() -> DistInfo:
     """Rank and world size from torchrun (RANK/WORLD_SIZE) or a SLURM job step (SLURM_PROCID/SLURM_NTASKS)."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
