@@ -83,7 +83,7 @@ class Part:
 
 def build_part(cfg: dict[str, Any], key: str, label: str, variant: Variant, out_dir: Path, cpu_autocast: bool = False) -> Part:
     cfg = dict(cfg, compile=bool(cfg.get("compile")) or variant.compile)
-    trainer = Trainer(cfg, out_dir / f"{variant.name}_{key.replace(':', '_')}", _Length(cfg["batch_size"] * 1000), None)
+    trainer = Trainer(cfg, out_dir / f"{variant.name}_{key.replace(':', '_')}", _Length(cfg["batch_size"] * 1000))
     if cpu_autocast and trainer.device.type == "cpu":
         trainer.precision = cfg["precision"]  # the Trainer runs fp32 on CPU; an estimate of the GPU's mixed precision
     variant.apply(trainer)
@@ -235,59 +235,89 @@ def pipeline_dataset(cfg: dict[str, Any], n_images: int) -> tuple[torch.utils.da
         return SyntheticJPEGs(n_images), f"synthetic 500x375 JPEGs decoded in memory (config data unavailable: {first[:120]})"
 
 
-def bench_data(cfg: dict[str, Any], n_images: int, loader_workers: int, loader_batches: int, pin_memory: bool) -> dict[str, Any]:
-    """Per-worker cost of decoding + multi-crop augmentation; optionally a DataLoader with workers."""
-    from torch.utils.data import DataLoader
+def bench_data(
+    cfg: dict[str, Any], n_images: int, loader_workers: int, loader_batches: int, device: torch.device
+) -> dict[str, Any]:
+    """Both multi-crop pipelines on the same images, interleaved batch by batch.
+
+    pil: per image, what a loader worker does (decode, seed, augment with torchvision's PIL
+    transforms); batched: decode each image to uint8 (a worker's part), then augment the whole batch
+    at once on the training device (the training process's part). Optionally a DataLoader with workers
+    running the config's pipeline.
+    """
+    from mokd.data.training_crops import DecodedImages, TrainingCrops, batch_seed
+    from mokd.sampling import SeededViews
 
     from mokd.data import MultiCropTransform
-    from mokd.sampling import SeededViews, ShardedBatchSampler
+    from mokd.data.batched_multicrop import BatchedMultiCrop
 
     dataset, source = pipeline_dataset(cfg, n_images)
-    transform = MultiCropTransform.from_config(cfg["crops"])
-    views = SeededViews(dataset, transform, cfg["seed"])
-    n = min(n_images, len(dataset))  # type: ignore[arg-type]
-    for i in range(min(3, n)):  # warm-up (first-call costs of PIL and torchvision)
-        views[(i, 0)]
-    decode_s = transform_s = total_s = 0.0
-    for i in range(n):  # interleaved per image, so that a noisy machine slows the three alike
+    batch = min(cfg["batch_size"], len(dataset))  # type: ignore[arg-type]
+    n_batches = max(1, min(n_images, len(dataset)) // batch)  # type: ignore[arg-type]
+    pil = SeededViews(dataset, MultiCropTransform.from_config(cfg["crops"]), cfg["seed"])
+    decoded = DecodedImages(dataset)
+    batched = BatchedMultiCrop.from_config(cfg["crops"])
+
+    def run_pil(keys: list[tuple[int, int]]) -> float:
         t0 = time.perf_counter()
-        image, _ = dataset[i]
+        for key in keys:
+            pil[key]
+        return time.perf_counter() - t0
+
+    def run_batched(keys: list[tuple[int, int]], it: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        images = [decoded[key][0] for key in keys]
         t1 = time.perf_counter()
-        transform(image)
-        t2 = time.perf_counter()
-        views[(i, 0)]  # what a worker does per item: decode, seed the augmentation, augment
-        t3 = time.perf_counter()
-        decode_s, transform_s, total_s = decode_s + t1 - t0, transform_s + t2 - t1, total_s + t3 - t2
+        images_dev = [img.to(device) for img in images]
+        draws = batched.draws(torch.Generator().manual_seed(batch_seed(cfg["seed"], 0, it)), len(keys))
+        crops = batched(images_dev, draws)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        del crops
+        return t1 - t0, time.perf_counter() - t1
+
+    batches = [[(i, 0) for i in range(k * batch, (k + 1) * batch)] for k in range(n_batches)]
+    run_pil(batches[0][:3])  # warm-up (first-call costs of PIL, torchvision and torch)
+    run_batched(batches[0], 0)
+    pil_s = decode_s = augment_s = 0.0
+    for k, keys in enumerate(batches):  # interleaved, so that a noisy machine slows both alike
+        pil_s += run_pil(keys)
+        d, a = run_batched(keys, k)
+        decode_s, augment_s = decode_s + d, augment_s + a
+    n = n_batches * batch
     out: dict[str, Any] = {
         "source": source,
         "images": n,
-        "crops_per_image": transform.n_crops,
-        "decode_ms_per_image": 1e3 * decode_s / n,
-        "augment_ms_per_image": 1e3 * transform_s / n,
-        "seeding_ms_per_image": 1e3 * max(total_s - decode_s - transform_s, 0.0) / n,
-        "images_per_s_per_worker": n / total_s,
+        "batch": batch,
+        "crops_per_image": batched.n_crops,
+        "augment_device": str(device),
+        "pil": {"ms_per_image": 1e3 * pil_s / n, "images_per_s_per_worker": n / pil_s, "ms_per_batch": 1e3 * pil_s / n_batches},
+        "batched": {
+            "decode_ms_per_image": 1e3 * decode_s / n,
+            "augment_ms_per_batch": 1e3 * augment_s / n_batches,
+            "images_per_s": n / (decode_s + augment_s),
+            "augment_images_per_s": n / augment_s,
+        },
+        "speedup_batched_vs_pil": pil_s / (decode_s + augment_s),
     }
     if loader_workers > 0 and len(dataset) >= cfg["batch_size"]:  # type: ignore[arg-type]
-        sampler = ShardedBatchSampler(len(dataset), cfg["batch_size"], cfg["seed"])  # type: ignore[arg-type]
-        loader = DataLoader(
-            views, batch_sampler=sampler, num_workers=loader_workers, pin_memory=pin_memory,
-            persistent_workers=False, prefetch_factor=4, generator=torch.Generator().manual_seed(cfg["seed"]),
-        )
+        crops = TrainingCrops(dataset, cfg["crops"], cfg["seed"], cfg["batch_size"], loader_workers, device)
         t0 = time.perf_counter()
-        it = iter(loader)
+        it = iter(crops.epoch(0))
         next(it)
         first = time.perf_counter() - t0
-        n_batches = min(loader_batches, len(sampler) - 1)
+        timed = min(loader_batches, crops.iters_per_epoch - 1)
         t1 = time.perf_counter()
-        for _ in range(n_batches):
+        for _ in range(timed):
             next(it)
         steady = time.perf_counter() - t1
         del it
         out["loader"] = {
+            "pipeline": crops.pipeline,
             "workers": loader_workers,
             "first_batch_s": first,
-            "batches": n_batches,
-            "images_per_s": n_batches * cfg["batch_size"] / steady if n_batches else None,
+            "batches": timed,
+            "images_per_s": timed * cfg["batch_size"] / steady if timed else None,
         }
     return out
 
@@ -330,22 +360,39 @@ def summarise(parts: list[Part], variant: Variant, pair_roles: list[str]) -> dic
     return result
 
 
-def end_to_end(result: dict[str, Any], data: dict[str, Any], workers: int, batch: int) -> dict[str, Any]:
-    """Step time with the data pipeline, per the config's num_workers (an estimate from (a), (b) and (c)).
+def end_to_end(result: dict[str, Any], data: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Step time with the config's data pipeline and num_workers (an estimate from (a), (b) and (c)).
 
-    No workers: the batch is decoded and augmented in the training process, then the step runs, so
-    the times add up; W workers: they prepare batches while the step runs, so a step takes the longer
-    of the two. The pair reads each batch once for both models; two DINO runs read it once each.
+    pil: the loader's workers decode and augment (no workers: in the training process, serial with
+    the step; W workers: in parallel, so a step takes the longer of the two). batched: the workers (or
+    the training process) decode, and the training process augments the batch before its step. The
+    pair reads each batch once for both models; two DINO runs read it once each.
     """
-    data_ms = 1e3 * batch / (data["images_per_s_per_worker"] * max(workers, 1))
+    workers, batch = cfg["num_workers"], cfg["batch_size"]
+    pipeline = cfg["crops"]["pipeline"]
+    if pipeline == "pil":
+        parallel_ms = 1e3 * batch / data["pil"]["images_per_s_per_worker"] / max(workers, 1)
+        serial_ms = 0.0
+    else:
+        parallel_ms = data["batched"]["decode_ms_per_image"] * batch / max(workers, 1)
+        serial_ms = data["batched"]["augment_ms_per_batch"] * batch / data["batch"]
+
+    def total(step_ms: float) -> float:
+        return (step_ms + serial_ms + parallel_ms) if workers == 0 else max(step_ms + serial_ms, parallel_ms)
+
     pair_ms = result["parts"]["pair"]["ms_per_step"]
     dino_ms = [row["ms_per_step"] for key, row in result["parts"].items() if key.startswith("dino:")]
-    if workers == 0:
-        pair_total, dino_total, model = pair_ms + data_ms, sum(d + data_ms for d in dino_ms), "step + data, serial"
-    else:
-        pair_total, dino_total, model = max(pair_ms, data_ms), sum(max(d, data_ms) for d in dino_ms), "max(step, data / workers)"
-    return {"num_workers": workers, "model": model, "data_ms_per_batch": data_ms, "pair_ms": pair_total,
-            "dino_ms": dino_total, "ratio_time": pair_total / dino_total}
+    first_dino = dino_ms[0]
+    return {
+        "pipeline": pipeline,
+        "num_workers": workers,
+        "model": "step + data, serial" if workers == 0 else "max(step + augmentation, decoding / workers)",
+        "pair_ms": total(pair_ms),
+        "dino_ms": sum(total(d) for d in dino_ms),
+        "ratio_time": total(pair_ms) / sum(total(d) for d in dino_ms),
+        # the share of a DINO step's wall time (first model of the pair) spent preparing its crops
+        "data_share_of_dino_step": 1 - first_dino / total(first_dino),
+    }
 
 
 def print_table(header: str, results: list[dict[str, Any]], data: dict[str, Any] | None, targets: dict[str, float]) -> None:
@@ -381,20 +428,23 @@ def print_table(header: str, results: list[dict[str, Any]], data: dict[str, Any]
         ))
         print()
     if data:
+        pil, bat = data["pil"], data["batched"]
         print(
-            f"(c) data pipeline, one worker: {data['images_per_s_per_worker']:.1f} images/s "
-            f"(per image: decode {data['decode_ms_per_image']:.2f} ms, {data['crops_per_image']} crops {data['augment_ms_per_image']:.2f} ms, "
-            f"per-item seeding {data['seeding_ms_per_image']:.2f} ms; {data['source']})"
+            f"(c) data, {data['images']} images in batches of {data['batch']}, {data['crops_per_image']} crops each ({data['source']}):\n"
+            f"    pil:     {pil['ms_per_batch']:.1f} ms per batch ({pil['ms_per_image']:.2f} ms per image; {pil['images_per_s_per_worker']:.1f} images/s per worker)\n"
+            f"    batched: {bat['augment_ms_per_batch']:.1f} ms per batch to augment on {data['augment_device']} + "
+            f"{bat['decode_ms_per_image']:.3f} ms per image to decode ({bat['images_per_s']:.1f} images/s); "
+            f"{data['speedup_batched_vs_pil']:.2f}x the PIL pipeline"
         )
         for r in results:
-            need = r["parts"]["pair"]["images_per_s"] / data["images_per_s_per_worker"]
             e2e = r["end_to_end"]
-            print(f"    {r['variant']}: {need:.2f} workers keep up with the pair step; with the data (num_workers "
-                  f"{e2e['num_workers']}: {e2e['model']}) pair {e2e['pair_ms']:.1f} ms/step, two DINO runs "
-                  f"{e2e['dino_ms']:.1f} ms/step, ratio {e2e['ratio_time']:.3f}")
+            print(f"    {r['variant']}: with the config's pipeline ({e2e['pipeline']}, num_workers {e2e['num_workers']}: "
+                  f"{e2e['model']}) pair {e2e['pair_ms']:.1f} ms/step, two DINO runs {e2e['dino_ms']:.1f} ms/step, "
+                  f"ratio {e2e['ratio_time']:.3f}; data {100 * e2e['data_share_of_dino_step']:.0f} % of a DINO "
+                  f"{r['parts'][next(k for k in r['parts'] if k.startswith('dino:'))]['label'].split()[-1]} step")
         if "loader" in data:
             ld = data["loader"]
-            print(f"    DataLoader, {ld['workers']} workers: first batch after {ld['first_batch_s']:.2f} s, then "
+            print(f"    DataLoader ({ld['pipeline']}), {ld['workers']} workers: first batch after {ld['first_batch_s']:.2f} s, then "
                   f"{ld['images_per_s'] or float('nan'):.1f} images/s over {ld['batches']} batches")
 
 
@@ -421,6 +471,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--flops", action="store_true", help="also count the FLOPs of one step of each part")
     ap.add_argument("--no-timing", action="store_true", help="skip the timed steps (e.g. only --flops at paper shapes on a CPU)")
     ap.add_argument("--data-images", type=int, default=200, help="images for (c); 0 skips (c)")
+    ap.add_argument("--pipeline", choices=["pil", "batched"], default=None,
+                    help="multi-crop pipeline of the end-to-end estimate and the DataLoader (default: the config's crops.pipeline)")
     ap.add_argument("--loader-workers", type=int, default=0, help="also time a DataLoader with this many workers (0: no)")
     ap.add_argument("--loader-batches", type=int, default=10, help="batches timed after the loader's first")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic crops")
@@ -448,6 +500,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         overrides["precision"] = args.precision
     if args.compile:
         overrides["compile"] = True
+    if args.pipeline:
+        overrides["crops"] = {"pipeline": args.pipeline}
     roles = list(args.pair)
     pair_cfg = pretrain_config(wf, roles, overrides=overrides)
     dino_cfgs = {r: pretrain_config(wf, [r], overrides=overrides) for r in roles}
@@ -497,7 +551,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     data = None
     if args.data_images > 0:
-        data = bench_data(pair_cfg, args.data_images, args.loader_workers, args.loader_batches, device.type == "cuda")
+        data = bench_data(pair_cfg, args.data_images, args.loader_workers, args.loader_batches, device)
 
     targets = {"time": 1.15, "memory": 1.10}
     if args.no_timing:
@@ -505,7 +559,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = [summarise(parts, v, roles) for v in variants]
     if data:
         for r in results:
-            r["end_to_end"] = end_to_end(r, data, pair_cfg["num_workers"], pair_cfg["batch_size"])
+            r["end_to_end"] = end_to_end(r, data, pair_cfg)
     first_pair = next(p for p in parts if p.key == "pair")
     for r, v in zip(results, variants):
         pair = next(p for p in parts if p.key == "pair" and p.variant.name == v.name)

@@ -5,7 +5,7 @@ search. Each student sees every crop once per resolution. The four loss terms of
 
     L_m = L_sm + L_st + lambda_m * (L_cm + L_ct)
 
-(METHOD.md section 4); a term switched off in `losses` is left out, and a single model has no cross
+(docs/METHOD_NOTES.md §4); a term switched off in `losses` is left out, and a single model has no cross
 terms. Teacher outputs and query tokens are detached, so no gradient crosses between the models. Each
 model has its own optimizer(s), loss scaler, clipping and EMA update. Because model m's loss needs no
 other student, the students run one after the other, each forward followed by its own backward: a pair
@@ -23,13 +23,12 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from mokd.checkpoint import CheckpointError, atomic_save, export_teacher, load_file
 from mokd.config import ConfigError, config_hash, diff_keys
@@ -38,7 +37,8 @@ from mokd.losses import DINOLoss, entropy, search_loss_from_log_probs, student_l
 from mokd.models.network import ModelSlot, ViewOutputs
 from mokd.optim import ScheduledOptimizer, scheduled_optimizer
 from mokd.provenance import code_version, now
-from mokd.sampling import SeededViews, ShardedBatchSampler, seed_everything
+from mokd.data.training_crops import TrainingCrops
+from mokd.sampling import seed_everything
 from mokd.schedules import cosine_schedule, warmup_then_constant
 
 # Keys that change how a run is operated, not what it computes: allowed to differ on resume.
@@ -132,7 +132,6 @@ class Trainer:
         cfg: dict[str, Any],
         out_dir: str | Path,
         dataset: torch.utils.data.Dataset,
-        transform: Any,
         dist_info: DistInfo | None = None,
         export_dir: str | Path | None = None,
         restart_on_config_change: bool = False,
@@ -149,11 +148,11 @@ class Trainer:
             raise ConfigError("config key 'crops.n_local': the cross T-Head term (losses.cross_thead) needs local crops")
         seed_everything(cfg["seed"])
 
-        self.views = SeededViews(dataset, transform, cfg["seed"])
-        self.sampler = ShardedBatchSampler(
-            len(dataset), cfg["batch_size"], cfg["seed"], self.dist.rank, self.dist.world_size
+        self.data = TrainingCrops(
+            dataset, cfg["crops"], cfg["seed"], cfg["batch_size"], cfg["num_workers"], self.device,
+            self.dist.rank, self.dist.world_size,
         )
-        self.iters_per_epoch = len(dataset) // cfg["batch_size"]
+        self.iters_per_epoch = self.data.iters_per_epoch
         self.total_iters = self.iters_per_epoch * cfg["epochs"]
         self.models = [self._build_model(m) for m in cfg["models"]]
         self.step = 0
@@ -204,19 +203,6 @@ class Trainer:
     @staticmethod
     def _hashed_config(cfg: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in cfg.items() if k not in OPERATIONAL_KEYS}
-
-    def _loader(self, epoch: int, start_iter: int) -> DataLoader:
-        self.sampler.set_epoch(epoch, start_iter)
-        workers = self.cfg["num_workers"]
-        return DataLoader(
-            self.views,
-            batch_sampler=self.sampler,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            prefetch_factor=4 if workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.cfg["seed"]),
-        )
 
     # ------------------------------------------------------------------------------------ the step
     def _autocast(self) -> Any:
@@ -444,11 +430,13 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------------------------ the loop
-    def train(self, stop_after: int | None = None) -> dict[str, Any]:
+    def train(self, stop_after: int | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Run (or resume) to the end, export the teachers and return the run summary.
 
         `stop_after` ends the run after that many global steps without a final checkpoint, the way a
-        killed job would (used by the resume tests).
+        killed job would (used by the resume tests). `should_stop` is asked between steps (the point at
+        which periodic checkpoints are saved); when it says yes, the run saves a checkpoint and returns
+        {"stopped_at": step, "checkpointed": True} (a preempted SLURM job, see mokd/launch.py).
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.maybe_resume()
@@ -466,8 +454,7 @@ class Trainer:
                 epoch, start_iter = divmod(self.step, self.iters_per_epoch)
                 warned = False
                 t_last = time.perf_counter()
-                for views, _ in self._loader(epoch, start_iter):
-                    crops = [v.to(self.device, non_blocking=True) for v in views]
+                for crops in self.data.epoch(epoch, start_iter):
                     record = self.train_step(crops, epoch)
                     t_now = time.perf_counter()
                     self.elapsed_s += t_now - t_last  # data loading included
@@ -485,6 +472,9 @@ class Trainer:
                         return {"stopped_at": self.step}
                     if self.step % self.cfg["checkpoint_every_iters"] == 0 or end_of_epoch:
                         self.save_checkpoint()
+                    if should_stop is not None and self.step < self.total_iters and should_stop():
+                        self.save_checkpoint()
+                        return {"stopped_at": self.step, "checkpointed": True}
         finally:
             progress.close()
             if log:

@@ -168,14 +168,6 @@ def workflow_launch_args(launch: dict[str, Any], resources: dict[str, Any]) -> s
 
 
 # ------------------------------------------------------------------------------------ the job side
-class Preempted(Exception):
-    """Raised between two steps after the preemption signal, once the checkpoint is saved."""
-
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"preempted at step {step}")
-        self.signum, self.step = signum, step
-
-
 def preemption_signal() -> int:
     """The signal of submitit's checkpoint-and-requeue handler (env SUBMITIT_PREEMPT_SIGNAL, USR2)."""
     return int(getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")))
@@ -241,15 +233,20 @@ class PretrainJob(submitit.helpers.Checkpointable):
         from mokd.commands.pretrain import build_trainer
 
         trainer = build_trainer(self.cfg, self.out, self.export_dir, self.restart_on_config_change)
-        self._stop_between_steps(trainer)
+        def preempted() -> bool:  # asked between steps: the trainer then saves a checkpoint and returns
+            if self._pending is None:
+                return False
+            print(file=sys.stderr)  # end the progress bar's line
+            log(f"caught {signal.Signals(self._pending).name}: saving a checkpoint at step {trainer.step}")
+            return True
+
         self._phase = "training"
-        try:
-            summary = trainer.train(stop_after=self.stop_after)
-        except Preempted as stop:
+        summary = trainer.train(stop_after=self.stop_after, should_stop=preempted)
+        if summary.get("checkpointed") and self._pending is not None:
             self._phase = "done"
-            log(f"checkpoint saved at step {stop.step}: handing over to submitit (requeue)")
-            submitit_handler(stop.signum, None)  # calls checkpoint(), requeues the job and exits
-            raise
+            log(f"checkpoint saved at step {summary['stopped_at']}: handing over to submitit (requeue)")
+            submitit_handler(self._pending, None)  # calls checkpoint(), requeues the job and exits
+            return summary
         self._phase = "done"
         if self._pending is not None:
             log("the preemption signal came after the last step: the run is complete, not requeued")
@@ -274,30 +271,6 @@ class PretrainJob(submitit.helpers.Checkpointable):
 
         signal.signal(sig, deferred)
         return handler  # type: ignore[return-value]
-
-    def _stop_between_steps(self, trainer: Any) -> None:
-        """Check for a pending preemption each time the training loop asks for its next batch.
-
-        At that point the previous step is complete (weights, optimizers, RNG, log and counters),
-        the same point at which the loop itself saves its periodic checkpoints.
-        """
-        make_loader = trainer._loader
-
-        def loader(epoch: int, start_iter: int) -> Any:
-            batches = iter(make_loader(epoch, start_iter))
-            while True:
-                if self._pending is not None:
-                    print(file=sys.stderr)  # end the progress bar's line
-                    log(f"caught {signal.Signals(self._pending).name}: saving a checkpoint at step {trainer.step}")
-                    trainer.save_checkpoint()
-                    raise Preempted(self._pending, trainer.step)
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    return
-                yield batch
-
-        trainer._loader = loader
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """submitit's hook (USR2): the same job again; it resumes from checkpoint.pt."""

@@ -50,14 +50,13 @@ def build_trainer(
     cfg: dict[str, Any], out: str | Path, export_dir: str | Path | None = None, restart_on_config_change: bool = False
 ) -> Any:
     """The trainer with its dataset and multi-crop transform, in this process's distributed context."""
-    from mokd.data import MultiCropTransform, build_dataset
+    from mokd.data import build_dataset
     from mokd.distributed import init_distributed
     from mokd.engine import Trainer, resolve_device
 
     dist_info = init_distributed(resolve_device(cfg["device"]))
     dataset = build_dataset(cfg["data"], "train")
-    transform = MultiCropTransform.from_config(cfg["crops"])
-    return Trainer(cfg, out, dataset, transform, dist_info, export_dir, restart_on_config_change)
+    return Trainer(cfg, out, dataset, dist_info, export_dir, restart_on_config_change)
 
 
 def run(args: argparse.Namespace) -> int:

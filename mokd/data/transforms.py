@@ -1,4 +1,4 @@
-"""Image transforms: DINO multi-crop views (METHOD.md section 2) and classification pipelines.
+"""Image transforms: DINO multi-crop views (docs/METHOD_NOTES.md §2) and classification pipelines.
 
 All transforms take a PIL image (any mode; it is converted to RGB first) and are picklable, so they
 work in DataLoader worker processes.
@@ -133,7 +133,11 @@ class MultiCropTransform:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> MultiCropTransform:
-        """Build from a config dict; missing keys take the paper values, unknown keys raise ValueError."""
+        """Build from a `crops` config; missing keys take the paper values, unknown keys raise ValueError.
+
+        `pipeline` (which of this class and `BatchedMultiCrop` runs the recipe) is the caller's and ignored.
+        """
+        cfg = {k: v for k, v in cfg.items() if k != "pipeline"}
         unknown = [k for k in cfg if k not in cls.CONFIG_KEYS]
         if unknown:
             raise ValueError(

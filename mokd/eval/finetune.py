@@ -1,4 +1,4 @@
-"""`python -m mokd finetune`: fine-tune the whole teacher (backbone + new linear head), METHOD.md section 6.
+"""`python -m mokd finetune`: fine-tune the whole teacher (backbone + new linear head), docs/METHOD_NOTES.md §7.
 
 Used for the semi-supervised protocol (1 % / 10 % labelled subsets; the paper: batch 1024, 60 / 30
 epochs, 5 warm-up epochs) and for CIFAR transfer (100 epochs, 10 warm-up epochs): both are this

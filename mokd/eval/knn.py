@@ -4,7 +4,7 @@ Train (bank) and val (query) features are L2-normalised pooled teacher features;
 top-k train neighbours by cosine similarity, neighbour i votes for its class with weight
 exp(sim_i / T) (T = 0.07), and the class with the largest summed vote wins. Top-1 and top-5 are
 reported for every k in `ks` (k larger than the bank is clipped to the bank size), and the best top-1
-over k is the headline number (METHOD.md section 6).
+over k is the headline number (docs/METHOD_NOTES.md §7).
 
 The bank stays on the device and the queries go through in chunks of `chunk_size`, so memory is
 bank + chunk_size x bank_size similarities (ImageNet: 1.28M x 2048 floats + 1024 x 1.28M).

@@ -1,4 +1,4 @@
-"""`python -m mokd linear`: linear probe on the frozen teacher backbone (METHOD.md section 6).
+"""`python -m mokd linear`: linear probe on the frozen teacher backbone (docs/METHOD_NOTES.md §7).
 
 The feature is the pooled one for CNNs and, for ViTs, the [CLS] tokens of the last 4 blocks
 concatenated (DINO). A linear layer (weight N(0, 0.01^2), bias 0) is trained with SGD (momentum 0.9,

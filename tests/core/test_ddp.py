@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mokd.data import MultiCropTransform, build_dataset
+from mokd.data import build_dataset
 from mokd.distributed import init_distributed
 from mokd.engine import Trainer
 from tests.core.tiny import PAIRS, tiny_config
@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 def _train(cfg: dict, out: Path) -> Trainer:
     info = init_distributed(torch.device("cpu"))
-    trainer = Trainer(cfg, out, build_dataset(cfg["data"], "train"), MultiCropTransform.from_config(cfg["crops"]), info)
+    trainer = Trainer(cfg, out, build_dataset(cfg["data"], "train"), info)
     trainer.train()
     return trainer
 

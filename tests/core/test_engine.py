@@ -9,18 +9,17 @@ import pytest
 import torch
 
 from mokd.checkpoint import CheckpointError, load_backbone
-from mokd.data import MultiCropTransform, build_dataset
+from mokd.data import build_dataset
 from mokd.engine import NonFiniteLossError, Trainer
-from tests.core.tiny import PAIRS, tiny_config
+from tests.core.tiny import CROPS, PAIRS, tiny_config
 
 
 def make_trainer(cfg: dict, out: Path) -> Trainer:
-    return Trainer(cfg, out, build_dataset(cfg["data"], "train"), MultiCropTransform.from_config(cfg["crops"]))
+    return Trainer(cfg, out, build_dataset(cfg["data"], "train"))
 
 
 def first_batch(trainer: Trainer) -> list[torch.Tensor]:
-    views, _ = next(iter(trainer._loader(0, 0)))
-    return views
+    return next(iter(trainer.data.epoch(0)))
 
 
 @pytest.mark.parametrize("kind", ["cnn_vit", "cnn_cnn", "vit_vit"])
@@ -86,12 +85,13 @@ def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {f"{m.slot.name}.{k}": v for m in trainer.models for k, v in m.slot.state_dict().items()}
 
 
+@pytest.mark.parametrize("pipeline", ["pil", "batched"])
 @pytest.mark.parametrize("stop_at", [1, 3, 5])
-def test_stop_and_resume_equals_uninterrupted(stop_at: int, fashion_root: Path, tmp_path: Path) -> None:
+def test_stop_and_resume_equals_uninterrupted(stop_at: int, pipeline: str, fashion_root: Path, tmp_path: Path) -> None:
     """Killed after `stop_at` steps (checkpoints every 2 steps and at epoch ends), resumed: same weights."""
     models = PAIRS["cnn_vit"]()
     models[1]["backbone"]["drop_path"] = 0.1  # random per step: the RNG state must be restored too
-    cfg = tiny_config(models, fashion_root, epochs=3)
+    cfg = tiny_config(models, fashion_root, epochs=3, crops={**CROPS, "pipeline": pipeline})
     full = make_trainer(cfg, tmp_path / "full")
     full.train()
     interrupted = make_trainer(cfg, tmp_path / "resumed")

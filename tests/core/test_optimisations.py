@@ -24,7 +24,7 @@ from benchmarks.variants import (
     reference_clip_gradients,
     set_fused_attention,
 )
-from mokd.data import MultiCropTransform, build_dataset
+from mokd.data import build_dataset
 from mokd.engine import Trainer, clip_gradients
 from mokd.losses import DINOLoss, cross_entropy, multiview_cross_entropy, search_loss
 from tests.core.tiny import CNN_B, VIT_A, VIT_B, model, tiny_config
@@ -43,12 +43,11 @@ def small_config(models: list[dict[str, Any]], root: Path, **overrides: Any) -> 
 
 
 def make_trainer(cfg: dict[str, Any], out: Path) -> Trainer:
-    return Trainer(cfg, out, build_dataset(cfg["data"], "train"), MultiCropTransform.from_config(cfg["crops"]))
+    return Trainer(cfg, out, build_dataset(cfg["data"], "train"))
 
 
 def first_batch(trainer: Trainer) -> list[torch.Tensor]:
-    views, _ = next(iter(trainer._loader(0, 0)))
-    return views
+    return next(iter(trainer.data.epoch(0)))
 
 
 def run_steps(trainer: Trainer, crops: list[torch.Tensor], n: int = 2, epoch: int = 1) -> list[dict[str, Any]]:

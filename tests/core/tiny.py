@@ -11,6 +11,7 @@ from mokd.config import validate
 CNN_A = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride1": True}
 CNN_B = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 24, 48], "layers": [1, 1, 1, 1]}, "stem_stride1": True}
 VIT_A = {"arch": "vit_tiny_patch16_224", "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}}
+CROPS = {"global_size": 32, "local_size": 16, "n_local": 2}
 VIT_B = {"arch": "vit_tiny_patch16_224", "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 3}}
 
 
@@ -42,7 +43,7 @@ def tiny_config(models: list[dict[str, Any]], data_root: Path | str, **overrides
         "log_every_iters": 1,
         "out_dim": 64,
         "data": {"name": "fashion_mnist", "root": str(data_root), "max_per_class": 2},
-        "crops": {"global_size": 32, "local_size": 16, "n_local": 2},
+        "crops": dict(CROPS),
         "t_head": {"dim": 24, "depth": 1, "num_heads": 3},
         "models": models,
     }

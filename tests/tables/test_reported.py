@@ -11,7 +11,7 @@ from mokd.tables.reported import Reported, TableError, load_reported, lookup, pa
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "reported.csv"
 HEADER = "table,row,column,value,source,confidence\n"
 
-# Written out by hand from /work/shared/paper/TABLES.md (not generated from the CSV).
+# Written out by hand from the paper's supplementary tables S1-S3 (not generated from the CSV).
 S1_COLUMNS = ["R50@R50-Eff-b0", "Eff-b0@R50-Eff-b0", "R50@R50-Mob-v3", "Mob-v3@R50-Mob-v3",
               "R101@R101-Eff-b0", "Eff-b0@R101-Eff-b0", "R101@R101-Mob-v3", "Mob-v3@R101-Mob-v3"]
 S1 = {
