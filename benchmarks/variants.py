@@ -212,7 +212,7 @@ def reference_compute_losses(self: engine.Trainer, crops: list[torch.Tensor], ep
         terms_all, stats_all = [], []
         for i, model in enumerate(self.models):
             other = 1 - i
-            temp = float(model.teacher_temp[epoch])
+            temp = float(model.teacher_temp[self.step])
             s, t = students[i], teachers[i]
             terms: dict[str, torch.Tensor] = {}
             if self.terms.sm:

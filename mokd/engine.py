@@ -39,7 +39,7 @@ from mokd.optim import ScheduledOptimizer, scheduled_optimizer
 from mokd.provenance import code_version, now
 from mokd.data.training_crops import TrainingCrops
 from mokd.sampling import seed_everything
-from mokd.schedules import cosine_schedule, warmup_then_constant
+from mokd.schedules import cosine_schedule, duration_iters, teacher_temperature
 
 # Keys that change how a run is operated, not what it computes: allowed to differ on resume.
 OPERATIONAL_KEYS = ("num_workers", "log_every_iters", "checkpoint_every_iters", "device", "compile")
@@ -92,7 +92,7 @@ class ModelState:
     teacher_temp: np.ndarray
     lam: float
     clip_grad: float
-    freeze_last_layer_epochs: float
+    freeze_iters: int
     last_layer_params: list[nn.Parameter] = field(default_factory=list)
 
 
@@ -193,10 +193,10 @@ class Trainer:
             scaler=torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16"),
             losses=losses,
             momentum=cosine_schedule(mt["start"], mt["end"], cfg["epochs"], self.iters_per_epoch),
-            teacher_temp=warmup_then_constant(tt["start"], tt["end"], tt["warmup_epochs"], cfg["epochs"]),
+            teacher_temp=teacher_temperature(tt["start"], tt["end"], tt, cfg["epochs"], self.iters_per_epoch),
             lam=mcfg["lambda"],
             clip_grad=mcfg["clip_grad"],
-            freeze_last_layer_epochs=mcfg["freeze_last_layer_epochs"],
+            freeze_iters=duration_iters(mcfg, "freeze_last_layer", self.iters_per_epoch, self.total_iters, whole_epochs=True),
             last_layer_params=[p for m in slot.student.last_layers() for p in m.parameters() if p.requires_grad],
         )
 
@@ -225,7 +225,7 @@ class Trainer:
         n_views = len(crops)
         batch = crops[0].shape[0]
         model = self.models[i]
-        temp = float(model.teacher_temp[epoch])
+        temp = float(model.teacher_temp[self.step])
         with self._autocast():
             s = model.student(crops, with_query=self.terms.search)
             t = teachers[i]
@@ -317,7 +317,7 @@ class Trainer:
                 model.scaler.unscale_(opt.optimizer)
             if model.clip_grad:
                 clip_gradients(params, model.clip_grad)
-            if epoch < model.freeze_last_layer_epochs:
+            if step < model.freeze_iters:
                 for p in model.last_layer_params:
                     p.grad = None
             for opt in model.optimizers:

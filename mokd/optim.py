@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mokd.schedules import cosine_schedule
+from mokd.schedules import cosine_schedule, duration_iters
 
 
 def decay_groups(params: list[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]:
@@ -23,7 +23,7 @@ def decay_groups(params: list[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]
 
 
 def build_optimizer(groups: list[dict[str, Any]], cfg: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    """SGD or AdamW from an optimizer config (fused/foreach kernels where torch offers them)."""
+    """SGD or AdamW from an optimizer config, with torch's foreach kernels."""
     if cfg["name"] == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], weight_decay=0.0, foreach=True)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg["betas"]), weight_decay=0.0, foreach=True)
@@ -53,7 +53,8 @@ def scheduled_optimizer(
 ) -> ScheduledOptimizer:
     """Optimizer + schedules: lr warm-up then cosine (base lr scaled by batch/256), wd cosine or constant."""
     base_lr = cfg["lr"] * batch_size / 256.0
-    lr = cosine_schedule(base_lr, cfg["min_lr"], epochs, iters_per_epoch, cfg["warmup_epochs"])
+    warmup = duration_iters(cfg, "warmup", iters_per_epoch, epochs * iters_per_epoch)
+    lr = cosine_schedule(base_lr, cfg["min_lr"], epochs, iters_per_epoch, warmup_iters=warmup)
     wd_end = cfg["weight_decay"] if cfg["weight_decay_end"] is None else cfg["weight_decay_end"]
     wd = cosine_schedule(cfg["weight_decay"], wd_end, epochs, iters_per_epoch)
     optimizer = build_optimizer(decay_groups(named_params), cfg, float(lr[0]))

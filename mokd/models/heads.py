@@ -14,16 +14,32 @@ from torch import nn
 from mokd.models.attention import attention_probs
 
 
+INITS = ("dino", "fan_in")
+
+
+def init_linear_weight(weight: torch.Tensor, scheme: str) -> None:
+    """dino: truncated normal with std 0.02 (DINO's heads, the paper's); fan_in: std 1 / sqrt(fan_in).
+
+    DINO's std 0.02 is calibrated for its 2048-wide layers; in a narrow head each such layer shrinks
+    its input, and the bottleneck reaching the L2 normalisation is tiny (docs/DEFAULT_SCALE.md).
+    """
+    if scheme not in INITS:
+        raise ValueError(f"unknown initialisation {scheme!r}; known: {INITS}")
+    trunc_normal_(weight, std=0.02 if scheme == "dino" else weight.shape[1] ** -0.5)
+
+
 class WeightNormLinear(nn.Module):
     """Bias-free linear layer whose rows are direction / ||direction|| times a gain.
 
     With `fix_gain=True` the gain is frozen at 1 (DINO's `norm_last_layer`), which stabilises training.
+    `init` scales the initial directions (dino or fan_in, see `init_linear_weight`): the output does
+    not depend on their norm, but their gradient is divided by it.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, fix_gain: bool = True) -> None:
+    def __init__(self, in_dim: int, out_dim: int, fix_gain: bool = True, init: str = "dino") -> None:
         super().__init__()
         self.direction = nn.Parameter(torch.empty(out_dim, in_dim))
-        trunc_normal_(self.direction, std=0.02)
+        init_linear_weight(self.direction, init)
         self.gain = nn.Parameter(torch.ones(out_dim, 1), requires_grad=not fix_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,7 +48,12 @@ class WeightNormLinear(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """DINO head: MLP to a bottleneck, L2-normalise, weight-normalised linear to K prototypes."""
+    """DINO head: MLP to a bottleneck, L2-normalise, weight-normalised linear to K prototypes.
+
+    The defaults are the paper's head. Options for narrow heads (docs/METHOD_NOTES.md §3, off by
+    default): `batch_norm` (BatchNorm1d after each hidden linear layer, DINO's `use_bn_in_head`),
+    `init` and `prototype_init` (dino or fan_in), `last_bias` (a bias on the layer to the bottleneck).
+    """
 
     def __init__(
         self,
@@ -42,20 +63,28 @@ class MLPHead(nn.Module):
         bottleneck_dim: int = 256,
         n_layers: int = 3,
         norm_last_layer: bool = True,
+        batch_norm: bool = False,
+        init: str = "dino",
+        last_bias: bool = True,
+        prototype_init: str = "dino",
     ) -> None:
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
         for i in range(n_layers):
-            layers.append(nn.Linear(dims[i], dims[i + 1]))
-            if i < n_layers - 1:
+            last = i == n_layers - 1
+            layers.append(nn.Linear(dims[i], dims[i + 1], bias=last_bias or not last))
+            if not last:
+                if batch_norm:
+                    layers.append(nn.BatchNorm1d(dims[i + 1]))
                 layers.append(nn.GELU())
         self.mlp = nn.Sequential(*layers)
         for m in self.mlp:
             if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
-        self.last_layer = WeightNormLinear(bottleneck_dim, out_dim, fix_gain=norm_last_layer)
+                init_linear_weight(m.weight, init)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        self.last_layer = WeightNormLinear(bottleneck_dim, out_dim, fix_gain=norm_last_layer, init=prototype_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.last_layer(F.normalize(self.mlp(x), dim=-1))

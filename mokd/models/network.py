@@ -90,6 +90,10 @@ def build_network(model_cfg: dict[str, Any], run_cfg: dict[str, Any], with_t_hea
         bottleneck_dim=head_cfg["bottleneck_dim"],
         n_layers=head_cfg["n_layers"],
         norm_last_layer=head_cfg["norm_last_layer"],
+        batch_norm=head_cfg["batch_norm"],
+        init=head_cfg["init"],
+        last_bias=head_cfg["last_bias"],
+        prototype_init=head_cfg["prototype_init"],
     )
     t_head = None
     if with_t_head:

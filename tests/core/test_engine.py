@@ -67,6 +67,7 @@ def test_last_layer_frozen_during_first_epoch(fashion_root: Path, tmp_path: Path
     for m, b, bb in zip(trainer.models, before, body_before):
         assert torch.equal(m.slot.student.mlp_head.last_layer.direction, b)
         assert not torch.equal(next(m.slot.student.mlp_head.mlp.parameters()), bb)
+    trainer.step = trainer.iters_per_epoch  # the first step of epoch 1
     trainer.train_step(first_batch(trainer), epoch=1)
     assert not torch.equal(trainer.models[0].slot.student.mlp_head.last_layer.direction, before[0])
 

@@ -73,3 +73,33 @@ def test_unknown_backbone_key_is_named() -> None:
         build_backbone({"arch": "resnet18", "stem_strides": 1})
     with pytest.raises(ValueError, match="stem_stride"):
         build_backbone({"arch": "resnet18", "stem_stride": 3})
+
+
+def test_mlp_head_defaults_are_the_papers_head() -> None:
+    """Linear-GELU-Linear-GELU-Linear, std-0.02 weights, zero biases, weight-normalised prototypes."""
+    torch.manual_seed(0)
+    head = MLPHead(512, 4096)
+    assert [type(m).__name__ for m in head.mlp] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
+    for m in head.mlp:
+        if isinstance(m, torch.nn.Linear):
+            assert m.bias is not None and torch.all(m.bias == 0)
+            assert float(m.weight.std()) == pytest.approx(0.02, rel=0.05)
+    assert float(head.last_layer.direction.std()) == pytest.approx(0.02, rel=0.05)
+
+
+def test_mlp_head_options() -> None:
+    torch.manual_seed(0)
+    head = MLPHead(64, 1024, hidden_dim=256, bottleneck_dim=64, batch_norm=True, init="fan_in", last_bias=False,
+                   prototype_init="fan_in")
+    assert [type(m).__name__ for m in head.mlp] == ["Linear", "BatchNorm1d", "GELU", "Linear", "BatchNorm1d", "GELU", "Linear"]
+    linears = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
+    assert linears[-1].bias is None and all(m.bias is not None for m in linears[:-1])
+    for m in linears:
+        assert float(m.weight.std()) == pytest.approx(m.in_features ** -0.5, rel=0.1)
+    assert float(head.last_layer.direction.std()) == pytest.approx(64 ** -0.5, rel=0.05)
+    # What the options are for: the bottleneck reaching the L2 normalisation keeps its scale.
+    x = torch.randn(50, 64)
+    narrow = MLPHead(64, 1024, hidden_dim=256, bottleneck_dim=64)
+    assert float(head.mlp(x).norm(dim=1).mean()) > 20 * float(narrow.mlp(x).norm(dim=1).mean())
+    with pytest.raises(ValueError, match="unknown initialisation"):
+        MLPHead(8, 8, init="xavier")

@@ -1,11 +1,13 @@
-"""Per-iteration schedules: warm-up ends where it should, cosine ends at its final value."""
+"""Per-iteration schedules: warm-up ends where it should, cosine ends at its final value, durations in any unit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mokd.schedules import cosine_schedule, warmup_then_constant
+import torch
+
+from mokd.schedules import cosine_schedule, duration_iters, teacher_temperature, warmup_then_constant
 
 
 def test_cosine_with_warmup() -> None:
@@ -31,3 +33,49 @@ def test_teacher_temperature_warmup() -> None:
 def test_ema_momentum_schedule_reaches_one() -> None:
     m = cosine_schedule(0.996, 1.0, epochs=3, iters_per_epoch=4)
     assert m[0] == pytest.approx(0.996) and m[-1] == pytest.approx(1.0)
+
+
+def test_durations_in_epochs_iterations_or_fractions() -> None:
+    # 10 epochs of 20 iterations: 200 iterations in all
+    assert duration_iters({"warmup_epochs": 2}, "warmup", 20, 200) == 40
+    assert duration_iters({"warmup_epochs": 0.25}, "warmup", 20, 200) == 5
+    assert duration_iters({"warmup_epochs": 2, "warmup_iters": 7}, "warmup", 20, 200) == 7  # iterations replace epochs
+    assert duration_iters({"warmup_epochs": 2, "warmup_fraction": 0.1}, "warmup", 20, 200) == 20
+    assert duration_iters({"warmup_epochs": 0.5}, "warmup", 20, 200, whole_epochs=True) == 20  # "the first epoch"
+    assert duration_iters({"warmup_iters": 500}, "warmup", 20, 200) == 200  # never longer than the run
+
+
+def test_lr_warmup_in_iterations() -> None:
+    lr = cosine_schedule(base=1.0, final=0.0, epochs=10, iters_per_epoch=20, warmup_iters=7)
+    assert lr[6] == pytest.approx(6 / 7) and lr[7] == pytest.approx(1.0)
+    assert np.array_equal(lr, cosine_schedule(1.0, 0.0, 10, 20, warmup_epochs=0.35))  # the same 7 iterations
+
+
+def test_teacher_temperature_per_epoch_or_per_iteration() -> None:
+    per_epoch = teacher_temperature(0.04, 0.07, {"warmup_epochs": 3}, epochs=6, iters_per_epoch=20)
+    assert len(per_epoch) == 120
+    assert np.array_equal(per_epoch[::20], warmup_then_constant(0.04, 0.07, 3, 6))  # DINO's values, one per epoch
+    assert len(set(per_epoch[:20].tolist())) == 1  # constant within an epoch
+    per_iter = teacher_temperature(0.04, 0.07, {"warmup_epochs": 3, "warmup_fraction": 0.5}, epochs=6, iters_per_epoch=20)
+    assert per_iter[0] == pytest.approx(0.04) and per_iter[59] == pytest.approx(0.07) and per_iter[-1] == 0.07
+    assert np.all(np.diff(per_iter[:60]) > 0)  # rises every iteration of the warm-up
+
+
+def test_last_layer_freeze_in_iterations(fashion_root, tmp_path) -> None:
+    from mokd.data import build_dataset
+    from mokd.engine import Trainer
+    from tests.core.tiny import PAIRS, tiny_config
+
+    models = PAIRS["dino"]()
+    models[0]["freeze_last_layer_iters"] = 2
+    cfg = tiny_config(models, fashion_root)
+    trainer = Trainer(cfg, tmp_path, build_dataset(cfg["data"], "train"))
+    assert trainer.models[0].freeze_iters == 2
+    crops = next(iter(trainer.data.epoch(0)))
+    layer = trainer.models[0].slot.student.mlp_head.last_layer.direction
+    start = layer.detach().clone()
+    trainer.train_step(crops, 0)
+    trainer.train_step(crops, 0)
+    assert torch.equal(layer, start)  # frozen for 2 iterations
+    trainer.train_step(crops, 0)
+    assert not torch.equal(layer, start)
