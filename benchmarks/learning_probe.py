@@ -1,19 +1,23 @@
 #!/usr/bin/env python
-"""Does pre-training learn at a scale? One run's teachers against random initialisation, by k-NN.
+"""Does pre-training learn at a scale? Teachers against random initialisation, by k-NN, over seeds.
 
-For tuning a scale's config (see docs/DEFAULT_SCALE.md): it pre-trains one DINO baseline (one model)
-or one MOKD pair, built from a workflow config exactly as the workflow builds it, then runs the
-scale's k-NN protocol on each exported teacher and on a randomly initialised backbone of the same
-architecture, and prints one line per model: k-NN top-1 of both, the final MLP-Head teacher entropy
-against ln K (uniform collapse when they meet) and the pre-training time.
+For choosing a scale's settings (docs/DEFAULT_SCALE.md): for each seed it pre-trains one DINO
+baseline (one model) or one MOKD pair, built from a workflow config exactly as the workflow builds
+it, runs the scale's k-NN protocol on each exported teacher and on a randomly initialised backbone
+of the same architecture and seed, and prints per seed and model the k-NN top-1 of both, the final
+MLP-Head teacher entropy against ln K (uniform collapse when they meet) and the pre-training time;
+then, per model, the mean ± std over seeds of trained, random and their difference, with the
+difference's standard error (std / sqrt(n)).
 
-  python benchmarks/learning_probe.py --models r50
-  python benchmarks/learning_probe.py --models r50 vit_s --set pretrain.epochs=30 \
+  python benchmarks/learning_probe.py --models r50 --seeds 0 1 2 --jobs 2
+  python benchmarks/learning_probe.py --models r50 vit_s --seeds 0 1 2 --set pretrain.epochs=30 \
       --set families.cnn.optimizer.lr=0.5 --out probe.json
 
 `--set` takes dotted keys of the workflow config (config/default.yaml and its `base`), so every
-setting a scale can change is reachable. Runs go to --work (default benchmarks/out/probe/<name>); a
-run folder is reused only for the same config (the trainer refuses another one, naming the keys).
+setting a scale can change is reachable. Runs go to --work (default benchmarks/out/probe/<name>_s<seed>);
+a run folder is reused only for the same config (the trainer refuses another one, naming the keys),
+so a finished run is not trained again. Random initialisations are shared by every setting with the
+same architecture and seed.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +54,12 @@ from mokd.config import apply_overrides, load_yaml, validate  # noqa: E402
 from mokd.distributed import TASK_ENV_VARS  # noqa: E402
 from mokd.models.network import build_network  # noqa: E402
 
+_INIT_LOCK = threading.Lock()  # random initialisations use the global RNG
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
+
 
 def run_mokd(args: list[str], threads: int) -> None:
     # A probe is one process: a torchrun or SLURM task around it must not make its commands wait for other ranks.
@@ -58,14 +71,18 @@ def run_mokd(args: list[str], threads: int) -> None:
 
 
 def knn_top1(checkpoint: Path, settings: dict[str, Any], out: Path, threads: int) -> float:
-    run_mokd(["knn", "--checkpoint", str(checkpoint), "--settings", json.dumps(settings), "--out", str(out)], threads)
+    if not out.exists():
+        run_mokd(["knn", "--checkpoint", str(checkpoint), "--settings", json.dumps(settings), "--out", str(out)], threads)
     return float(json.loads(out.read_text())["metrics"]["top1"])
 
 
 def random_teacher(model_cfg: dict[str, Any], run_cfg: dict[str, Any], path: Path) -> Path:
     """The model's teacher backbone at its initialisation (seeded), exported like a trained teacher."""
-    torch.manual_seed(run_cfg["seed"])
-    backbone = build_network(model_cfg, run_cfg, with_t_head=False, teacher=True).backbone
+    if path.exists():
+        return path
+    with _INIT_LOCK:
+        torch.manual_seed(run_cfg["seed"])
+        backbone = build_network(model_cfg, run_cfg, with_t_head=False, teacher=True).backbone
     export_teacher(path, model_cfg["name"], backbone, None, None, {"random_init_seed": run_cfg["seed"]})
     return path
 
@@ -79,62 +96,118 @@ def final_entropy(log_path: Path, name: str) -> float:
     return float("nan") if last is None else float(last)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="config/default.yaml", help="workflow config (scale)")
-    ap.add_argument("--models", nargs="+", required=True, help="one role (DINO baseline) or two (MOKD pair)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="dotted override of the workflow config, e.g. pretrain.epochs=30 (repeatable)")
-    ap.add_argument("--knn-protocol", default="knn", help="protocol of the config to evaluate with")
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads of each command")
-    ap.add_argument("--work", default=None, help="run folder (default: benchmarks/out/probe/<name>)")
-    ap.add_argument("--out", default=None, help="JSON file for the results")
-    return ap.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    args = parse_args(argv)
-    if len(args.models) not in (1, 2):
-        raise SystemExit("--models: give one role (DINO baseline) or two (a MOKD pair)")
-    config = validate(apply_overrides(load_workflow_config(args.config), args.set), load_yaml(WORKFLOW_SCHEMA))
-    cfg = pretrain_config(config, args.models)
-    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
-    work = Path(args.work) if args.work else REPO / "benchmarks" / "out" / "probe" / f"{'_'.join(args.models)}_{digest}"
+def probe_seed(config: dict[str, Any], args: argparse.Namespace, seed: int, root: Path) -> list[dict[str, Any]]:
+    """One seed: pre-train, then k-NN of every teacher and of its random initialisation."""
+    cfg = pretrain_config(config, args.models, overrides={"seed": seed})
+    work = Path(args.work) / f"s{seed}" if args.work else root / f"{'_'.join(args.models)}_{digest(cfg)}_s{seed}"
     work.mkdir(parents=True, exist_ok=True)
     settings = protocol_settings(config, args.knn_protocol, work / "feature_cache")
-
-    t0 = time.perf_counter()
-    run_mokd(["pretrain", "--settings", json.dumps(cfg), "--out", str(work), "--launcher", "inprocess"], args.threads)
-    pretrain_s = time.perf_counter() - t0
-
-    results = []
+    summary = work / "summary.json"
+    if not summary.exists():
+        run_mokd(["pretrain", "--settings", json.dumps(cfg), "--out", str(work), "--launcher", "inprocess"], args.threads)
+    pretrain_s = json.loads(summary.read_text())["train_time_s"]
+    rows = []
     for model_cfg in cfg["models"]:
         name = model_cfg["name"]
         trained = knn_top1(work / f"teacher_{name}.pt", settings, work / f"knn_{name}.json", args.threads)
-        rand_path = random_teacher(model_cfg, cfg, work / f"random_{name}.pt")
-        baseline = knn_top1(rand_path, settings, work / f"knn_random_{name}.json", args.threads)
+        rand_dir = root / "random" / f"{name}_{digest([model_cfg['backbone'], cfg['crops']['global_size']])}_s{seed}"
+        rand_path = random_teacher(model_cfg, cfg, rand_dir / f"random_{name}.pt")
+        rand_settings = {**settings, "feature_cache": str(rand_dir / "feature_cache")}
+        baseline = knn_top1(rand_path, rand_settings, rand_dir / f"knn_{args.knn_protocol}_{digest(rand_settings)}.json", args.threads)
         row = {
             "model": name,
+            "seed": seed,
             "knn_top1": trained,
             "knn_top1_random_init": baseline,
             "gain": round(trained - baseline, 2),
             "teacher_entropy": round(final_entropy(work / "log.jsonl", name), 3),
             "ln_K": round(math.log(cfg["out_dim"]), 3),
-            "epochs": cfg["epochs"],
+            "steps": json.loads(summary.read_text())["steps"],
             "pretrain_s": round(pretrain_s, 1),
             "overrides": args.set,
             "run": str(work),
         }
-        results.append(row)
         print(
-            f"{name}: k-NN {trained:.1f} vs random init {baseline:.1f} (gain {row['gain']:+.1f}); teacher entropy "
-            f"{row['teacher_entropy']:.2f} of ln K = {row['ln_K']:.2f}; pre-training {pretrain_s:.0f} s; "
-            f"overrides {args.set or 'none'}",
+            f"seed {seed} {name}: k-NN {trained:.1f} vs random init {baseline:.1f} (gain {row['gain']:+.1f}); teacher "
+            f"entropy {row['teacher_entropy']:.2f} of ln K = {row['ln_K']:.2f}; pre-training {pretrain_s:.0f} s",
             flush=True,
         )
+        rows.append(row)
+    return rows
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, over seeds: mean ± std of trained, random and gain; the gain's standard error."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == name]
+        gains = [r["gain"] for r in mine]
+        g_mean, g_std = mean_std(gains)
+        out.append({
+            "model": name,
+            "seeds": [r["seed"] for r in mine],
+            "knn_top1": mean_std([r["knn_top1"] for r in mine]),
+            "knn_top1_random_init": mean_std([r["knn_top1_random_init"] for r in mine]),
+            "gain": (g_mean, g_std),
+            "gain_se": g_std / math.sqrt(len(gains)) if len(gains) > 1 else float("nan"),
+            "teacher_entropy": statistics.fmean(r["teacher_entropy"] for r in mine),
+            "entropy_fraction_of_ln_K": statistics.fmean(r["teacher_entropy"] / r["ln_K"] for r in mine),
+            "pretrain_s": statistics.fmean(r["pretrain_s"] for r in mine),
+            "steps": mine[0]["steps"],
+        })
+    return out
+
+
+def print_summary(summary: list[dict[str, Any]], overrides: list[str]) -> None:
+    print(f"over seeds ({', '.join(overrides) or 'no overrides'}):")
+    for s in summary:
+        (t, ts), (r, rs), (g, gs) = s["knn_top1"], s["knn_top1_random_init"], s["gain"]
+        print(
+            f"  {s['model']}: n={len(s['seeds'])}, trained {t:.1f} ± {ts:.1f}, random {r:.1f} ± {rs:.1f}, "
+            f"gain {g:+.1f} ± {gs:.1f} (SE {s['gain_se']:.1f}); entropy {s['entropy_fraction_of_ln_K']:.2f} ln K; "
+            f"{s['steps']} steps, {s['pretrain_s']:.0f} s per run",
+            flush=True,
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="config/default.yaml", help="workflow config (scale)")
+    ap.add_argument("--models", nargs="+", required=True, help="one role (DINO baseline) or two (MOKD pair)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the config's pretrain.seed)")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run at the same time (one CPU thread each by default)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override of the workflow config, e.g. pretrain.epochs=30 (repeatable)")
+    ap.add_argument("--knn-protocol", default="knn", help="protocol of the config to evaluate with")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads of each command")
+    ap.add_argument("--work", default=None, help="run folder, one sub-folder per seed (default: benchmarks/out/probe/...)")
+    ap.add_argument("--out", default=None, help="JSON file for the results (per seed and summary)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if len(args.models) not in (1, 2):
+        raise SystemExit("--models: give one role (DINO baseline) or two (a MOKD pair)")
+    config = validate(apply_overrides(load_workflow_config(args.config), args.set), load_yaml(WORKFLOW_SCHEMA))
+    pretrain_config(config, args.models)  # a bad key fails here, before any run
+    seeds = args.seeds if args.seeds is not None else [config["pretrain"].get("seed", 0)]
+    root = REPO / "benchmarks" / "out" / "probe"
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        per_seed = list(pool.map(lambda s: probe_seed(config, args, s, root), seeds))
+    rows = [row for seed_rows in per_seed for row in seed_rows]
+    summary = summarise(rows)
+    print_summary(summary, args.set)
+    result = {"config": args.config, "models": args.models, "overrides": args.set, "seeds": seeds,
+              "rows": rows, "summary": summary, "wall_s": round(time.perf_counter() - t0, 1)}
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
-    return results
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":
