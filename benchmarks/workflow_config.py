@@ -23,18 +23,9 @@ WORKFLOW_SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 def load_workflow_config(path: str | Path) -> dict[str, Any]:
     """A workflow config file with its `base` chain merged under it, validated, defaults filled in."""
-    cfg = load_yaml(path)
-    seen: set[str] = set()
-    while "base" in cfg:
-        base = cfg.pop("base")
-        if base in seen:
-            raise ConfigError(f"config: `base` chain loops at {base}")
-        seen.add(base)
-        base_path = Path(base)
-        if not base_path.is_absolute() and not base_path.exists():
-            base_path = REPO / base_path  # the workflow's paths are relative to the repository root
-        cfg = deep_merge(load_yaml(base_path), cfg)
-    return validate(cfg, load_yaml(WORKFLOW_SCHEMA))
+    from mokd.workflow.configs import load_workflow_config as load
+
+    return load([path], root=REPO)
 
 
 def pair_lambdas(config: dict[str, Any], roles: list[str]) -> list[float]:

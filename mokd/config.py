@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,70 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config value is missing, unknown or out of range; the message names the key."""
+    """A config value is missing, unknown or out of range; the message names the key (`key`: its dotted path)."""
+
+    def __init__(self, message: str, key: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.detail = detail if detail is not None else message
+
+    @classmethod
+    def at(cls, key: str, detail: str) -> "ConfigError":
+        """`config key 'KEY': DETAIL`, with both kept (a caller may name the key its own way)."""
+        return cls(f"config key '{key}': {detail}", key=key, detail=detail)
+
+
+# YAML 1.2's float syntax: an exponent needs neither a dot nor a sign (1e-3, 5e-4, 1e12, 1.0e12), which
+# PyYAML's YAML 1.1 resolver reads as strings; the YAML 1.1 forms (1.5, .5, 1_000.0, 1:30.0, .inf) stay.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader whose plain scalars in exponent form are floats (YAML 1.2), as OmegaConf and
+    Hydra users expect. Every config file and `key=value` override of the project is read with it."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {  # the safe loader's resolvers, in their order, float's replaced
+    first: [(tag, _FLOAT if tag == _FLOAT_TAG else regexp) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as the project reads it (ConfigLoader)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def typed_scalar(text: str) -> Any:
+    """What `text` means as a plain (unquoted) YAML scalar: an int, float, bool or null, else the text."""
+    loader = ConfigLoader("")
+    try:
+        tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+        if tag.rsplit(":", 1)[-1] not in ("int", "float", "bool", "null"):
+            return text
+        return loader.construct_object(yaml.ScalarNode(tag, text), deep=True)
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is an error naming it."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(
+            f"config file not found: {path} (relative paths are relative to the working directory, {Path.cwd()})"
+        )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -51,14 +107,19 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         dotted, raw = item.split("=", 1)
         keys = dotted.split(".")
         node: Any = out
-        for key in keys[:-1]:
-            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-        last = keys[-1]
-        value = yaml.safe_load(raw)
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        try:
+            for key in keys[:-1]:
+                node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+            last = keys[-1]
+            value = parse_yaml(raw)
+            if isinstance(node, list):
+                node[int(last)] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                raise TypeError(f"{type(node).__name__} value has no keys")
+        except (IndexError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+            raise ConfigError.at(dotted, f"override {item!r} does not apply ({exc})") from exc
     return out
 
 
@@ -97,7 +158,7 @@ def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] |
 def load_schema(name: str) -> dict[str, Any]:
     """A schema shipped with the package (mokd/schemas/<name>.yaml)."""
     text = resources.files("mokd.schemas").joinpath(f"{name}.yaml").read_text()
-    return yaml.safe_load(text)
+    return parse_yaml(text)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -115,10 +176,16 @@ def validate(cfg: dict[str, Any], schema: dict[str, Any] | str) -> dict[str, Any
     errors = sorted(validator.iter_errors(out), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
-        if err.validator == "additionalProperties":
+        where = _key_path(err)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = sorted(err.schema.get("properties", {}))
-            raise ConfigError(f"config key '{_key_path(err)}': {err.message}; allowed keys: {allowed}")
-        raise ConfigError(f"config key '{_key_path(err)}': {err.message}")
+            unknown = sorted(str(k) for k in err.instance if k not in allowed)
+            prefix = "" if where == "<top level>" else f"{where}."
+            key = f"{prefix}{unknown[0]}" if unknown else where
+            close = difflib.get_close_matches(unknown[0], allowed, n=1) if unknown else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError.at(key, f"unknown key{hint}; allowed keys here: {allowed}")
+        raise ConfigError.at(where, err.message)
     return out
 
 

@@ -53,6 +53,8 @@ def test_partial_target_runs_only_what_it_needs(tmp_path: Path) -> None:
         ({"experiments": {"mokd_r50_vit_s": {"models": ["r50", "vit_x"], "lambda": [1, 1]}}}, "vit_x"),
         ({"protocols": {"knn": {"command": "knn", "datasets": {"data_train": "imagenet9"}}}}, "imagenet9"),
         ({"scale": {"name": 3}}, "scale.name"),
+        ({"pretrain": {"crops": {"n_locla": 2}}}, "config key 'pretrain.crops.n_locla'"),
+        ({"families": {"vit": {"optimizer": {"lrr": 1}}}}, "config key 'families.vit.optimizer.lrr'"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path: Path, extra: dict, message: str) -> None:
@@ -76,6 +78,55 @@ def test_missing_user_dataset_is_reported_before_any_job(tmp_path: Path) -> None
     assert out.returncode != 0
     assert str(missing) in out.stdout + out.stderr
     assert not (tmp_path / "results" / "pretrain").exists()
+
+
+def test_a_config_with_only_base_is_that_base(tmp_path: Path) -> None:
+    """`base: config/test.yaml` alone plans the test scale (not the default one, whatever Snakemake
+    loaded first); with an override, a target of the test scale is found."""
+    only_base = tmp_path / "only_base.yaml"
+    only_base.write_text("base: config/test.yaml\n")
+    planned = snakemake("-n", "-F", "--configfile", str(only_base), timeout=300)
+    reference = snakemake("-n", "-F", "--quiet", "rules", "--configfile", "config/test.yaml", timeout=300)
+    assert planned.returncode == 0 and reference.returncode == 0, planned.stderr[-3000:]
+    assert job_counts(planned.stdout + planned.stderr) == job_counts(reference.stdout + reference.stderr)
+    assert "results/test/" in planned.stdout and "results/default/" not in planned.stdout
+    override = tmp_path / "override.yaml"
+    override.write_text("base: config/test.yaml\nexperiments: {dino_r34: {epochs: 20}}\n")
+    out = snakemake("results/test/pretrain/dino_r34/export", "-n", "--configfile", str(override), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_several_config_files_layer_in_order(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"scale: {{results: {tmp_path / 'results'}}}\n")
+    out = snakemake("-n", "-F", "--configfile", "config/test.yaml", str(mine), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{tmp_path / 'results'}/pretrain/" in out.stdout and "results/test/" not in out.stdout
+
+
+def test_exponent_numbers_in_config_files_and_config_option(tmp_path: Path) -> None:
+    """`5e-4` in a config file and `1e-1` inside a --config mapping are numbers (YAML 1.2 floats)."""
+    cfg = write_config(tmp_path / "c.yaml", "config/test.yaml", tmp_path / "results")
+    cfg.write_text(cfg.read_text() + "families: {vit: {optimizer: {lr: 5e-4}}}\n")
+    out = snakemake("-n", "--quiet", "rules", "--configfile", str(cfg),
+                    "--config", "pretrain={crops: {blur_kernel_frac: 1e-1}}", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_dry_run_warns_of_missing_user_datasets(tmp_path: Path) -> None:
+    """The paper scale without ImageNet: a dry run plans the jobs and names every missing dataset."""
+    missing = tmp_path / "no-imagenet"
+    cfg = write_config(
+        tmp_path / "c.yaml", "config/paper.yaml", tmp_path / "results",
+        datasets={"pretrain": {"spec": {"root": str(missing)}}},
+    )
+    out = snakemake("-n", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "warning: datasets missing" in out.stderr and "a real run stops before any job" in out.stderr
+    assert f"dataset 'pretrain' (train): image folder path {missing}/train not found" in out.stderr
+    assert "dataset 'cifar10' (train)" in out.stderr
+    assert job_counts(out.stdout + out.stderr).get("pretrain", 0) > 0
+    assert not (tmp_path / "results").exists()
 
 
 def test_lint_is_clean() -> None:

@@ -8,33 +8,23 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mokd.config import ConfigError, config_hash, deep_merge, load_yaml, validate
+from mokd.config import ConfigError, config_hash, deep_merge, validate
 from mokd.launch import gpu_resource
 from mokd.provenance import code_version
+from mokd.workflow.configs import load_workflow_config, missing_user_datasets
 
-DEFAULT_CONFIG = "config/default.yaml"
 # Jobs run `python` from the environment that runs Snakemake (the project's .venv or conda env),
 # also when Snakemake was started by its path without activating that environment.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 ENV = "../../environment.yml"  # conda environment of every rule (used with --software-deployment-method conda)
 
 
-def _resolve_config(cfg):
-    """The default config when none was given; a `base` config chain merged under the given one."""
-    if "scale" not in cfg:  # no --configfile: the embedded default (plus any --config overrides)
-        cfg = deep_merge(load_yaml(DEFAULT_CONFIG), cfg)
-    seen = set()
-    while "base" in cfg:
-        base = cfg.pop("base")
-        if base in seen:
-            raise WorkflowError(f"config: `base` chain loops at {base}")
-        seen.add(base)
-        cfg = deep_merge(load_yaml(base), cfg)
-    return cfg
-
-
+# The config is made again from the --configfile files (each with its `base:` chain), the embedded default
+# under them when none names a scale, and the --config overrides (mokd/workflow/configs.py): Snakemake's
+# own merge of those files is not used, so that a file's `base:` is its base whatever else was loaded,
+# and every file is read with the project's YAML loader (1e-3 is a number).
 try:
-    _cfg = validate(_resolve_config(dict(config)), load_yaml("workflow/schemas/config.schema.yaml"))
+    _cfg = load_workflow_config(workflow.config_settings.configfiles, workflow.config_settings.config)
 except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 config.clear()
@@ -173,22 +163,23 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+# User-provided datasets (ImageNet, CIFAR, COCO at paper scale) are checked when the workflow is read, so
+# that a dry run (-n) names what is missing (a warning); a real run stops on it before any job (onstart,
+# workflow/rules/data.smk). Jobs that Snakemake runs in their own process (cluster jobs) do not check.
+MISSING_DATASETS = missing_user_datasets(config["datasets"]) if workflow.is_main_process else []
+if MISSING_DATASETS:
+    print(
+        "warning: datasets missing (a real run stops before any job):\n  " + "\n  ".join(MISSING_DATASETS)
+        + "\nSet their paths in your config (see config/paper.yaml).",
+        file=sys.stderr,
+    )
+
+
 def check_user_datasets():
     """Fail before any job when a user-provided dataset is missing: the error names the path."""
-    from mokd.data import check_dataset
-
-    problems = []
-    for name, d in config["datasets"].items():
-        if d["prepare"] != "none":
-            continue
-        for split in d.get("check_splits", ["train", "val"]):
-            try:
-                check_dataset(d["spec"], split)
-            except (FileNotFoundError, ValueError) as exc:
-                problems.append(f"dataset '{name}' ({split}): {exc}")
-    if problems:
+    if MISSING_DATASETS:
         raise WorkflowError(
-            "datasets missing, nothing was started:\n  " + "\n  ".join(problems)
+            "datasets missing, nothing was started:\n  " + "\n  ".join(MISSING_DATASETS)
             + "\nSet their paths in your config (see config/paper.yaml) and run again."
         )
 

@@ -19,6 +19,7 @@
 # the peak memory of Table S3 in a process that did not train).
 
 from mokd.launch import workflow_launch_args
+from mokd.workflow.configs import pretrain_key_origin
 
 PRETRAIN_ON_SLURM = config["launch"]["pretrain"] == "slurm"
 PRETRAIN_RESOURCES = (
@@ -39,7 +40,12 @@ for _exp in EXPERIMENTS:
     try:
         validate(pretrain_config(_exp), "pretrain")
     except ConfigError as _exc:
-        raise WorkflowError(f"invalid config: pre-training settings of experiment '{_exp}': {_exc}") from None
+        if _exc.key is None:
+            raise WorkflowError(f"invalid config: pre-training settings of experiment '{_exp}': {_exc}") from None
+        raise WorkflowError(
+            f"invalid config: config key '{pretrain_key_origin(config, _exp, _exc.key)}': {_exc.detail}"
+            f" (pre-training settings of experiment '{_exp}')"
+        ) from None
 
 
 rule pretrain:
