@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mokd.atomic import save_torch
 from mokd.models.backbone import Backbone, BackboneSpec
 from mokd.models.heads import THead
 
@@ -20,20 +19,9 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save atomically (mokd/atomic.py): never a half-written file; a full disk raises
+    mokd.atomic.DiskFullError naming the path, and the previous file is kept."""
+    save_torch(obj, path)
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -43,7 +31,11 @@ def load_file(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({reason}); it is damaged or incomplete: move it aside"
+            f" (mv {path} {path}.bad) or delete it and run again, which starts that step over"
+        ) from exc
 
 
 def export_teacher(

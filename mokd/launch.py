@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -197,8 +198,10 @@ class PretrainJob(submitit.helpers.Checkpointable):
         stop_after: int | None = None,
         threads: int | None = None,
         env: dict[str, str | None] | None = None,
+        debug: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.debug = debug  # expected failures with their traceback in the job's log
         self.env = dict(env or {})  # variables set (a string) or unset (None) in each task
         self.out = str(out)
         self.export_dir = export_dir
@@ -214,6 +217,23 @@ class PretrainJob(submitit.helpers.Checkpointable):
         return state
 
     def __call__(self) -> dict[str, Any]:
+        """Train; an expected failure (bad config or data, unreadable checkpoint, NaN loss, full disk:
+        mokd/cli.py's EXPECTED) is returned as {"error": one line, "exit_code": N} for the launcher to
+        report and exit with, not raised with a traceback."""
+        try:
+            return self._train()
+        except Exception as exc:
+            from mokd.cli import exit_code, one_line
+
+            code = exit_code(exc)
+            if code is None:
+                raise
+            if getattr(self, "debug", False):
+                traceback.print_exc()
+            log(f"error: {one_line(exc)}")
+            return {"error": one_line(exc), "exit_code": code}
+
+    def _train(self) -> dict[str, Any]:
         env = submitit.JobEnvironment()
         export_dist_env(env)
         for key, value in self.env.items():
@@ -275,7 +295,7 @@ class PretrainJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """submitit's hook (USR2): the same job again; it resumes from checkpoint.pt."""
         fresh = PretrainJob(self.cfg, self.out, self.export_dir, self.restart_on_config_change, self.stop_after,
-                            self.threads, self.env)
+                            self.threads, self.env, getattr(self, "debug", False))
         log(f"requeueing: the next run resumes from {Path(self.out) / 'checkpoint.pt'}")
         return submitit.helpers.DelayedSubmission(fresh, *args, **kwargs)
 
@@ -421,6 +441,12 @@ def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     except Exception as exc:  # UncompletedJobError (killed, timed out, node failure) or FailedJobError
         _report_failure(job, opts, kind, exc)
         return 1
+    failed = [r for r in results if isinstance(r, dict) and "error" in r]
+    if failed:  # an expected failure, caught in the job (PretrainJob.__call__): one line and its exit code
+        task0 = job.task(0)
+        log(f"{kind} {job.job_id} stopped on an error; job log {task0.paths.stderr}")
+        print(f"error: {failed[0]['error']}", file=sys.stderr, flush=True)
+        return int(failed[0]["exit_code"])
     summary = results[0] if isinstance(results[0], dict) else {}
     if "stopped_at" in summary:
         log(f"{kind} {job.job_id} stopped after step {summary['stopped_at']} (--stop-after)")

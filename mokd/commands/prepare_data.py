@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -36,26 +35,23 @@ def add_arguments_for(command: str, parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mokd import data
 
-    try:
-        if args.command == "check-data":
-            data.check_dataset(json.loads(args.spec), args.split)
-            print(f"ok: {args.split} split of {args.spec}")
-        elif args.what == "fashion-mnist":
-            print(f"Fashion-MNIST ready in {data.prepare_fashion_mnist(Path(args.root))}")
-        elif args.what == "cifar-standin":
-            from mokd.data.standins import build_cifar_standins
+    # errors reach mokd/cli.py, which prints them on one line with their exit code
+    if args.command == "check-data":
+        data.check_dataset(json.loads(args.spec), args.split)
+        print(f"ok: {args.split} split of {args.spec}")
+    elif args.what == "fashion-mnist":
+        print(f"Fashion-MNIST ready in {data.prepare_fashion_mnist(Path(args.root))}")
+    elif args.what == "cifar-standin":
+        from mokd.data.standins import build_cifar_standins
 
-            build_cifar_standins(Path(args.root), Path(args.fashion_root), args.per_class_train, args.per_class_val, args.seed)
-            print(f"CIFAR-10/100 stand-ins written under {args.root}")
-        elif args.what == "coco-synthetic":
-            from mokd.data.coco_synthetic import build_synthetic_coco
+        build_cifar_standins(Path(args.root), Path(args.fashion_root), args.per_class_train, args.per_class_val, args.seed)
+        print(f"CIFAR-10/100 stand-ins written under {args.root}")
+    elif args.what == "coco-synthetic":
+        from mokd.data.coco_synthetic import build_synthetic_coco
 
-            out = build_synthetic_coco(
-                args.root, json.loads(args.source), n_train=args.n_train, n_val=args.n_val,
-                canvas=args.canvas, objects_per_image=tuple(args.objects), seed=args.seed, overwrite=True,
-            )
-            print(f"COCO-format set written to {out}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        out = build_synthetic_coco(
+            args.root, json.loads(args.source), n_train=args.n_train, n_val=args.n_val,
+            canvas=args.canvas, objects_per_image=tuple(args.objects), seed=args.seed, overwrite=True,
+        )
+        print(f"COCO-format set written to {out}")
     return 0

@@ -60,14 +60,12 @@ def build_trainer(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Errors (bad config, missing data, unreadable checkpoint, NaN loss, full disk) reach mokd/cli.py,
+    which prints them on one line with their exit code."""
     if getattr(args, "launcher", "inprocess") != "inprocess":
         return run_launched(args)
-    try:
-        cfg = load_pretrain_config(args.config, args.overrides, args.settings)
-        trainer = build_trainer(cfg, args.out, args.export_dir, args.restart_on_config_change)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_pretrain_config(args.config, args.overrides, args.settings)
+    trainer = build_trainer(cfg, args.out, args.export_dir, args.restart_on_config_change)
     summary = trainer.train(stop_after=args.stop_after)
     if "stopped_at" not in summary and trainer.dist.is_main:
         print(f"[mokd] done: teachers and summary in {args.export_dir or args.out} ({summary['train_time_s']:.0f} s, "
@@ -77,13 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_launched(args: argparse.Namespace) -> int:
     """Validate here, then train in a submitit job (local or SLURM) and wait for it (mokd/launch.py)."""
-    try:
-        opts = launch.options_from_args(args).resolved(args.out)
-        opts.check()
-        cfg = load_pretrain_config(args.config, args.overrides, args.settings)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    opts = launch.options_from_args(args).resolved(args.out)
+    opts.check()
+    cfg = load_pretrain_config(args.config, args.overrides, args.settings)
     env = {}
     if opts.launcher == "submitit-local" and opts.gpus_per_node == 0:
         # submitit's local executor hides every GPU from a job that asks for none; in-process training
@@ -92,5 +86,6 @@ def run_launched(args: argparse.Namespace) -> int:
     job = launch.PretrainJob(
         cfg, str(Path(args.out).resolve()), str(Path(args.export_dir).resolve()) if args.export_dir else None,
         args.restart_on_config_change, args.stop_after, threads=opts.cpus_per_task, env=env,
+        debug=getattr(args, "debug", False),
     )
     return launch.submit_and_wait(job, opts)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from mokd.atomic import write_text
 
 
 def class_balanced_subset(labels: Sequence[int], fraction: float, seed: int) -> list[int]:
@@ -40,15 +41,7 @@ def write_file_list(path: str | os.PathLike[str], entries: Iterable[str | int]) 
     bad = [line for line in lines if not line or "\n" in line]
     if bad:
         raise ValueError(f"file-list entries must be non-empty single lines, got {bad[0]!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, "".join(line + "\n" for line in lines))
 
 
 def read_file_list(path: str | os.PathLike[str]) -> list[str]:

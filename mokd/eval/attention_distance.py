@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mokd.checkpoint import CheckpointError, load_backbone, load_file, load_t_head
+from mokd.checkpoint import load_backbone, load_file, load_t_head
 from mokd.config import ConfigError
 from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, eval_transform
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
@@ -231,14 +231,10 @@ def resolve_names(s: dict[str, Any], paths: list[str]) -> tuple[list[str], list[
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        s = load_settings(args, DEFAULTS)
-        if not isinstance(s["data"], dict):
-            raise ConfigError("setting 'data' must be a dataset config mapping (name, root, ...)")
-        labels, methods, panels = resolve_names(s, args.checkpoints)
-    except (ConfigError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    s = load_settings(args, DEFAULTS)
+    if not isinstance(s["data"], dict):
+        raise ConfigError("setting 'data' must be a dataset config mapping (name, root, ...)")
+    labels, methods, panels = resolve_names(s, args.checkpoints)
     device = resolve_device(args.device)
     image_size = int(s["image_size"])
     transform = eval_transform(image_size, s["mean"], s["std"], float(s["resize_ratio"]))
@@ -249,11 +245,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for path, label, method in zip(args.checkpoints, labels, methods):
-        try:
-            result, reason = model_distances(path, loader, image_size, device, label)
-        except (ConfigError, CheckpointError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        result, reason = model_distances(path, loader, image_size, device, label)
         if result is None:
             skipped[label] = str(reason)
             metrics[label] = {"skipped": True, "reason": reason, "method": method}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from mokd.atomic import write_text
 from mokd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml
 from mokd.provenance import code_version, file_sha256, now
@@ -102,11 +102,7 @@ def write_metrics(
             "created": now(),
         },
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(out)
+    write_text(out, json.dumps(record, indent=2, default=str))
     return record
 
 
@@ -117,16 +113,11 @@ def run_protocol(
     evaluate: Callable[[str, dict[str, Any], str, torch.device], dict[str, Any]],
 ) -> int:
     """The `run` of a protocol that learns on `data_train` and reports on `data_val`: settings, the
-    evaluation, the metrics file; bad input exits with 2 and a message naming the key, file or path."""
-    from mokd.checkpoint import CheckpointError
-
+    evaluation, the metrics file; bad input raises an error naming the key, file or path, which
+    mokd/cli.py prints on one line with its exit code."""
     start = time.time()
-    try:
-        settings = load_settings(args, defaults)
-        metrics = evaluate(args.checkpoint, settings, args.out, resolve_device(args.device))
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {protocol}: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(args, defaults)
+    metrics = evaluate(args.checkpoint, settings, args.out, resolve_device(args.device))
     dataset = f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}"
     write_metrics(args.out, protocol, metrics, [args.checkpoint], settings, dataset)
     print(f"{protocol}: top-1 {metrics['top1']:.2f} % in {time.time() - start:.1f} s -> {args.out}", file=sys.stderr)

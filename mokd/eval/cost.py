@@ -121,16 +121,12 @@ def default_labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        s = load_settings(args, DEFAULTS)
-        labels = args.labels or default_labels(args.summaries)
-        if len(labels) != len(args.summaries) or len(set(labels)) != len(labels):
-            raise ConfigError(f"--labels must give one distinct name per summary ({len(args.summaries)}), got {labels}")
-        runs = {label: run_entry(read_summary(p), p) for label, p in zip(labels, args.summaries)}
-        rows = resolve_rows(s["rows"], labels)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    s = load_settings(args, DEFAULTS)
+    labels = args.labels or default_labels(args.summaries)
+    if len(labels) != len(args.summaries) or len(set(labels)) != len(labels):
+        raise ConfigError(f"--labels must give one distinct name per summary ({len(args.summaries)}), got {labels}")
+    runs = {label: run_entry(read_summary(p), p) for label, p in zip(labels, args.summaries)}
+    rows = resolve_rows(s["rows"], labels)
     digits = int(s["significant_digits"])
     metrics = {
         "runs": runs,

@@ -521,12 +521,8 @@ def detect(checkpoint: str | Path, settings: dict[str, Any], out: str | Path, de
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args, DEFAULTS)
-        metrics = detect(args.checkpoint, settings, args.out, resolve_device(args.device), args.stop_after)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(args, DEFAULTS)
+    metrics = detect(args.checkpoint, settings, args.out, resolve_device(args.device), args.stop_after)
     if metrics is None:
         return 0
     write_metrics(args.out, PROTOCOL, metrics, [args.checkpoint], settings,

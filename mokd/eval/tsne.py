@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Subset
 
-from mokd.checkpoint import CheckpointError, load_backbone
+from mokd.checkpoint import load_backbone
 from mokd.config import ConfigError
 from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, eval_transform
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
@@ -206,25 +206,15 @@ def default_labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        s = load_settings(args, DEFAULTS)
-        labels = check_settings(s, len(args.checkpoints)) or default_labels(args.checkpoints)
-        backbones = [load_backbone(p) for p in args.checkpoints]
-    except (ConfigError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    s = load_settings(args, DEFAULTS)
+    labels = check_settings(s, len(args.checkpoints)) or default_labels(args.checkpoints)
+    backbones = [load_backbone(p) for p in args.checkpoints]
     device = resolve_device(args.device)
     transform = eval_transform(int(s["image_size"]), s["mean"], s["std"], float(s["resize_ratio"]))
     dataset = build_dataset(s["data"], s["split"], transform=transform)
-    try:
-        classes, indices = class_subset(dataset.targets, int(s["n_classes"]), int(s["per_class"]), int(s["seed"]))
-        if not 0 < float(s["perplexity"]) < len(indices):
-            raise ConfigError(
-                f"setting 'perplexity'={s['perplexity']} must be in (0, number of points = {len(indices)})"
-            )
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    classes, indices = class_subset(dataset.targets, int(s["n_classes"]), int(s["per_class"]), int(s["seed"]))
+    if not 0 < float(s["perplexity"]) < len(indices):
+        raise ConfigError(f"setting 'perplexity'={s['perplexity']} must be in (0, number of points = {len(indices)})")
     subset = Subset(dataset, indices)
     y = np.asarray([classes.index(dataset.targets[i]) for i in indices])
     class_names = [str(dataset.classes[c]) for c in classes]

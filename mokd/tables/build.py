@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from typing import Any
 
 import pandas as pd
 
+from mokd.atomic import write_text
 from mokd.config import config_hash
 from mokd.provenance import code_version
 from mokd.tables.reported import CONFIDENCES, Reported, TableError, load_reported, lookup
@@ -354,14 +354,6 @@ def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> tuple[pd.DataFr
     return frame, md, tex
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True, help="table spec: a JSON file or an inline JSON string")
     parser.add_argument("--reported", default="config/reported.csv", help="the paper's reported numbers (CSV)")
@@ -370,17 +362,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if not args.out_md and not args.out_tex:
-            raise TableError("give --out-md and/or --out-tex")
-        spec = load_spec(args.spec)
-        _, md, tex = build_table(spec, load_reported(args.reported))
-    except TableError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if not args.out_md and not args.out_tex:
+        raise TableError("give --out-md and/or --out-tex")
+    spec = load_spec(args.spec)
+    _, md, tex = build_table(spec, load_reported(args.reported))
     for path, text in ((args.out_md, md), (args.out_tex, tex)):
         if path:
-            write_atomic(path, text)
+            write_text(path, text)
     print(f"[mokd] table {spec['id']}: {len(spec['rows'])} rows -> "
           f"{', '.join(p for p in (args.out_md, args.out_tex) if p)}", file=sys.stderr)
     return 0

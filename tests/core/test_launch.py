@@ -178,15 +178,31 @@ def test_local_job_preempted_resumes_to_the_same_weights(fashion_root: Path, tmp
     assert assert_same_weights(tmp_path / "ref", tmp_path / "job") > 100
 
 
+def _error_lines(out: str) -> list[str]:
+    """The command's own one-line errors (the job's log, copied into the output, has them as `[mokd] error: `)."""
+    return [line for line in out.splitlines() if line.startswith("error: ")]
+
+
 @pytest.mark.slow
 def test_local_job_failure_names_the_log(fashion_root: Path, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("needs a machine without a GPU (device=cuda must fail at run time)")
     config = _config(fashion_root, tmp_path / "tiny.yaml", device="cuda")
     rc, out = _finish(_pretrain(config, tmp_path / "job", "--launcher", "submitit-local"))
-    assert rc == 1, out[-3000:]
-    assert "failed (FailedJobError): mokd.config.ConfigError: config key 'device'" in out
-    assert re.search(r"error: job log \S+/job/submitit/\d+_0_log\.err", out), out[-2000:]
+    assert rc == 2, out[-3000:]  # a config error, caught in the job: mokd/cli.py's exit code, no traceback
+    assert _error_lines(out) == ["error: config key 'device': cuda requested but no GPU is visible"], out[-2000:]
+    assert re.search(r"stopped on an error; job log \S+/job/submitit/\d+_0_log\.err", out), out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_nan_loss_in_a_local_job_is_one_line_and_its_exit_code(fashion_root: Path, tmp_path: Path) -> None:
+    config = _config(fashion_root, tmp_path / "tiny.yaml")
+    rc, out = _finish(_pretrain(config, tmp_path / "job", "--launcher", "submitit-local", "models.0.optimizer.lr=1e30"))
+    assert rc == 5, out[-3000:]
+    errors = _error_lines(out)
+    assert len(errors) == 1 and re.fullmatch(r"error: model 'cnn': loss term L_\w+ is (nan|inf).*", errors[0]), out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
 
 
 @pytest.mark.slow

@@ -178,5 +178,5 @@ def test_command_end_to_end(tmp_path: Path, fashion_root: Path) -> None:
 def test_wrong_architecture_is_a_clear_error(tmp_path: Path, fashion_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = export_tiny(tmp_path / "teacher_r.pt")
     s = {"data_train": fashion(fashion_root, 2), "data_val": fashion(fashion_root, 2), "expected_backbone": TINY_VIT}
-    assert main(["finetune", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["finetune", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(tmp_path / "x.json")]) == 4  # checkpoint error
     assert re.search(r"teacher_r\.pt.*resnet18.*vit_tiny", capsys.readouterr().err)

@@ -128,5 +128,5 @@ def test_command_end_to_end(tmp_path: Path, fashion_root: Path) -> None:
 def test_vit_checkpoint_with_cnn_expectation_fails(tmp_path: Path, fashion_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = export_tiny(tmp_path / "teacher_v.pt", TINY_VIT)
     s = probe_settings(fashion_root, expected_backbone=TINY_CNN)
-    assert main(["linear", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["linear", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(tmp_path / "x.json")]) == 4  # checkpoint error
     assert re.search(r"teacher_v\.pt.*vit_tiny.*resnet18", capsys.readouterr().err)
