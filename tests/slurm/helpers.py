@@ -34,3 +34,25 @@ def wait_until(predicate: Callable[[], object], what: str, timeout: float = WAIT
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(poll)
+
+
+#: sacct states of a run that has ended (a requeued run is REQUEUED, then the job runs again).
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+            "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def recorded_state(job_id: str) -> str:
+    """The state sacct records for the job's last run ('' before slurmdbd knows the job)."""
+    lines = run(["sacct", "-j", job_id, "-D", "-X", "-n", "-P", "-o", "State"]).stdout.split("\n")
+    states = [ln.split()[0] for ln in lines if ln.strip()]  # "CANCELLED by 0" -> "CANCELLED"
+    return states[-1] if states else ""
+
+
+def wait_recorded_end(job_id: str, timeout: float = WAIT_S) -> str:
+    """The final state of the job's last run, once sacct records it. A job's result file (or the
+    launcher's exit) comes before slurmdbd records the job's end, by a moment that grows with the
+    machine's load: read sacct's history only after this."""
+    return wait_until(
+        lambda: (s := recorded_state(job_id)) in TERMINAL and s, f"sacct to record the end of job {job_id}",
+        timeout=timeout,
+    )

@@ -30,7 +30,7 @@ import pytest
 import submitit
 
 from . import jobs
-from .helpers import WAIT_S, run, wait_until
+from .helpers import WAIT_S, run, wait_recorded_end, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -38,21 +38,11 @@ pytestmark = pytest.mark.slurm
 # whatever its working directory and sys.path are.
 cloudpickle.register_pickle_by_value(jobs)
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-            "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
-
-
 def sacct_lines(job_id: str, duplicates: bool = False) -> list[str]:
     cmd = ["sacct", "-j", job_id, "-n", "-P", "-o", "JobID,JobName,State,ExitCode,Start,End"]
     if duplicates:
         cmd.insert(1, "-D")  # every run of a requeued job, not only the last one
     return [ln for ln in run(cmd).stdout.splitlines() if ln.strip()]
-
-
-def sacct_state(job_id: str) -> str:
-    lines = run(["sacct", "-j", job_id, "-n", "-P", "-X", "-o", "State"]).stdout.split()
-    # "CANCELLED by 0" -> "CANCELLED"
-    return lines[0].split()[0] if lines else ""
 
 
 def executor_for(folder: Path, partition: str) -> submitit.AutoExecutor:
@@ -94,10 +84,7 @@ def test_sbatch_wrap_completes(slurm_cluster, tmp_path):
          "--wrap", "echo hello from $SLURM_JOB_ID"]
     ).stdout.strip().split(";")[0]
     assert job_id.isdigit(), job_id
-    state = wait_until(
-        lambda: (s := sacct_state(job_id)) in TERMINAL and s,
-        f"job {job_id} to reach a final state in sacct",
-    )
+    state = wait_recorded_end(job_id)
     lines = run(["sacct", "-j", job_id, "-n", "-P", "-o", "State"]).stdout.split()
     print(f"\nsacct -j {job_id} -n -P -o State: {lines}")
     assert state == "COMPLETED" and lines[0] == "COMPLETED", lines
@@ -114,7 +101,7 @@ def test_submitit_autoexecutor_returns_result(slurm_cluster, tmp_path):
     assert result["job_id"] == job.job_id
     assert result["cpus"] == "1"
     assert result["mem_per_node"] == "1024"
-    assert sacct_state(job.job_id) == "COMPLETED"
+    assert wait_recorded_end(job.job_id) == "COMPLETED"  # the result comes before sacct records the end
 
 
 def test_checkpointable_requeued_by_preemption_signal(slurm_cluster, tmp_path):
@@ -129,7 +116,7 @@ def test_checkpointable_requeued_by_preemption_signal(slurm_cluster, tmp_path):
 
     result = wait_result(job)
     # The result file can be written before SLURM records the job's end.
-    wait_until(lambda: sacct_state(job.job_id) == "COMPLETED", f"sacct to record job {job.job_id} as completed")
+    assert wait_recorded_end(job.job_id) == "COMPLETED"
     history = sacct_lines(job.job_id, duplicates=True)
     lines = progress(progress_file)
     print(f"\nsacct -D for submitit job {job.job_id}:\n" + "\n".join(history))
@@ -169,6 +156,8 @@ def test_external_scontrol_requeue_restarts_from_scratch(slurm_cluster, tmp_path
     run(["scontrol", "requeue", job.job_id])
 
     result = wait_result(job)
+    # The result file can be written before SLURM records the end of the second run (still RUNNING).
+    assert wait_recorded_end(job.job_id) == "COMPLETED"
     history = sacct_lines(job.job_id, duplicates=True)
     lines = progress(progress_file)
     print(f"\nsacct -D after scontrol requeue of {job.job_id}:\n" + "\n".join(history))

@@ -5,8 +5,9 @@
   the job saves its checkpoint after the current step, submitit requeues it (same job id; sacct -D
   shows a REQUEUED run, then a COMPLETED one), and the second run resumes from checkpoint.pt to
   exactly the weights of an uninterrupted in-process run.
-* A pre-training that fails on SLURM makes the launching command exit 1 naming the job, its
-  sacct record and its log.
+* A pre-training that fails on SLURM with an expected error (a config that only fails on the node)
+  makes the launching command print that error on one line, name the job and its log, and exit with
+  the error's code (mokd/cli.py), without a traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import yaml
 from tests.core.test_launch import assert_same_weights
 from tests.core.tiny import PAIRS, tiny_config
 
-from .helpers import WAIT_S, run, wait_until
+from .helpers import WAIT_S, run, wait_recorded_end, wait_until
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
@@ -91,11 +92,10 @@ def test_requeued_pretraining_resumes_to_the_same_weights(slurm_cluster, fashion
             job.kill()
         if job_id and rc != 0:
             run(["scancel", job_id], check=False)
-    # The launcher returns once the result is written; SLURM records the end a moment later.
-    wait_until(lambda: sacct_history(job_id)[-1].split("|")[2] not in ("RUNNING", "COMPLETING"),
-               f"sacct to record the end of job {job_id}")
-    history = sacct_history(job_id)
     assert rc == 0, out[-4000:]
+    # The launcher returns once the result is written; SLURM records the end a moment later.
+    assert wait_recorded_end(job_id) == "COMPLETED"
+    history = sacct_history(job_id)
     m = re.search(r"caught SIGUSR2: saving a checkpoint at step (\d+)", out)
     assert m, out[-4000:]
     stopped = int(m.group(1))
@@ -114,9 +114,10 @@ def test_failed_pretraining_job_is_reported(slurm_cluster, fashion_root: Path, t
     """A setting that only fails when the job runs (device=cuda on a node without GPU)."""
     config = write_tiny(tmp_path / "tiny.yaml", fashion_root, device="cuda")
     rc, out = finish(pretrain(config, tmp_path / "job", *launch_args(slurm_cluster.partition)), timeout=WAIT_S)
-    print("\n" + "\n".join(ln for ln in out.splitlines() if re.match(r"\[mokd\] (error|SLURM)|sacct|  (JobID|\d)", ln)))
-    assert rc == 1, out[-3000:]
+    print("\n" + "\n".join(ln for ln in out.splitlines() if re.match(r"\[mokd\] (error|SLURM)|error: ", ln)))
+    assert rc == 2, out[-3000:]  # a config error, caught in the job (mokd/cli.py's exit codes)
     job_id = job_id_of(tmp_path / "job")
-    assert f"SLURM job {job_id} failed (FailedJobError): mokd.config.ConfigError: config key 'device'" in out
-    assert re.search(rf"^  {job_id}\|mokd-job\|FAILED\|1:0\|", out, re.M), out[-3000:]
-    assert f"error: job log {tmp_path / 'job' / 'submitit'}/{job_id}_0_log.err" in out
+    assert [ln for ln in out.splitlines() if ln.startswith("error: ")] == [
+        "error: config key 'device': cuda requested but no GPU is visible"], out[-3000:]
+    assert f"SLURM job {job_id} stopped on an error; job log {tmp_path / 'job' / 'submitit'}/{job_id}_0_log.err" in out
+    assert "Traceback" not in out, out[-3000:]

@@ -177,10 +177,12 @@ def test_failed_slurm_jobs_fail_the_run_naming_job_and_log(slurm_cluster, sbatch
     pre_log = results / "logs" / "pretrain" / "dino_r34.log"
     assert re.search(rf"Error in rule pretrain:.*{re.escape(str(pre_log))}", text, re.S), text[-5000:]
     shown = pre_log.read_text()
-    job_id = re.search(r"SLURM job (\d+) failed \(FailedJobError\): mokd.config.ConfigError: config key 'device'", shown)
-    assert job_id, shown[-3000:]
-    assert re.search(rf"^  {job_id.group(1)}\|mokd-dino_r34\|FAILED\|1:0\|", shown, re.M), shown[-3000:]
-    assert re.search(rf"error: job log \S+/pretrain/dino_r34/submitit/{job_id.group(1)}_0_log\.err", shown)
-    assert f"SLURM job {job_id.group(1)} failed" in text  # shown in Snakemake's own output too
-    report = [ln for ln in shown.splitlines() if re.match(r"\[mokd\] error|sacct|  (JobID|\d)", ln)]
+    # A config error, caught in the SLURM job: one line and its exit code (mokd/cli.py), no traceback.
+    job_id = re.search(r"SLURM job (\d+) stopped on an error; job log \S+/pretrain/dino_r34/submitit/(\d+)_0_log\.err",
+                       shown)
+    assert job_id and job_id.group(1) == job_id.group(2), shown[-3000:]
+    assert "error: config key 'device': cuda requested but no GPU is visible" in shown.splitlines(), shown[-3000:]
+    assert "Traceback" not in shown, shown[-3000:]
+    assert "error: config key 'device'" in text  # shown in Snakemake's own output too (show-failed-logs)
+    report = [ln for ln in shown.splitlines() if re.match(r"\[mokd\] (error|SLURM)|error: ", ln)]
     print("\n" + m.group(0)[:1500] + "\n...\n" + "\n".join(report))
