@@ -14,8 +14,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 _BICUBIC = InterpolationMode.BICUBIC
 _BLUR_SIGMA = (0.1, 2.0)
