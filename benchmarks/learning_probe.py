@@ -83,7 +83,7 @@ def random_teacher(model_cfg: dict[str, Any], run_cfg: dict[str, Any], path: Pat
     with _INIT_LOCK:
         torch.manual_seed(run_cfg["seed"])
         backbone = build_network(model_cfg, run_cfg, with_t_head=False, teacher=True).backbone
-    export_teacher(path, model_cfg["name"], backbone, None, None, {"random_init_seed": run_cfg["seed"]})
+    export_teacher(path, model_cfg["name"], backbone, None, {"random_init_seed": run_cfg["seed"]})
     return path
 
 

@@ -11,7 +11,7 @@ optimisation can be timed side by side, interleaved, on the same machine:
              (same groups and hyper-parameters) rebuilt with that implementation
   clip       None: mokd.engine.clip_gradients as it is; "loop": the per-parameter Python loop it
              replaced (REFERENCE below)
-  losses     None: Trainer.compute_losses as it is; "reference": the loss code before the student
+  losses     None: Trainer.student_terms as it is; "reference": the loss code before the student
              log-probabilities were shared between terms (REFERENCE below)
   backward   None: Trainer.train_step as it is (one student's forward and backward at a time);
              "joint": both students' forwards, then one backward of the sum (REFERENCE below)
@@ -33,7 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import mokd.engine as engine
+from mokd.models import attention
+from mokd.optim import with_implementation
 from mokd.losses import DINOLoss
+from mokd.objective import searched_targets
 
 ATTENTION = (None, "fused", "math", "thead_math")
 OPTIMIZER = (None, "forloop", "foreach", "fused")
@@ -70,7 +73,7 @@ class Variant:
         if optimizer is not None:
             rebuild_optimizers(trainer, optimizer)
         if self.switches.get("losses") == "reference":
-            trainer.compute_losses = reference_compute_losses.__get__(trainer)  # type: ignore[method-assign]
+            trainer.student_terms = reference_student_terms.__get__(trainer)  # type: ignore[method-assign]
         if self.switches.get("backward") == "joint":
             trainer.train_step = reference_joint_train_step.__get__(trainer)  # type: ignore[method-assign]
 
@@ -120,41 +123,26 @@ def get_variant(name: str) -> Variant:
 
 
 # ------------------------------------------------------------------------------------------ switches
+def networks(trainer: engine.Trainer, t_head_only: bool = False) -> list[nn.Module]:
+    """Every student and teacher network of a trainer (or only their T-Heads)."""
+    nets = [net for model in trainer.models for net in (model.slot.student, model.slot.teacher)]
+    return [n.t_head for n in nets if n.t_head is not None] if t_head_only else nets
+
+
 def attention_modules(trainer: engine.Trainer, t_head_only: bool = False) -> list[nn.Module]:
-    """Every timm attention module (it has a `fused_attn` flag) of every student and teacher."""
-    found = []
-    for model in trainer.models:
-        for net in (model.slot.student, model.slot.teacher):
-            roots = [net.t_head] if t_head_only else [net]
-            for root in roots:
-                if root is None:
-                    continue
-                found += [m for m in root.modules() if hasattr(m, "fused_attn")]
-    return found
+    """Every timm attention module of every student and teacher (or of their T-Heads)."""
+    return [m for net in networks(trainer, t_head_only) for m in attention.attention_modules(net)]
 
 
 def set_fused_attention(trainer: engine.Trainer, enabled: bool, t_head_only: bool = False) -> int:
-    mods = attention_modules(trainer, t_head_only)
-    for m in mods:
-        m.fused_attn = enabled
-    return len(mods)
+    return sum(attention.set_fused_attention(net, enabled) for net in networks(trainer, t_head_only))
 
 
 def rebuild_optimizers(trainer: engine.Trainer, implementation: str) -> None:
     """Replace each optimizer by the same optimizer (groups, hyper-parameters) with another implementation."""
-    flags = {"forloop": (False, False), "foreach": (True, False), "fused": (False, True)}[implementation]
     for model in trainer.models:
         for sched in model.optimizers:
-            old = sched.optimizer
-            if old.state:
-                raise RuntimeError("rebuild_optimizers must run before the first step (the state would be lost)")
-            groups = []
-            for g in old.param_groups:
-                g = dict(g)
-                g["foreach"], g["fused"] = flags
-                groups.append(g)
-            # every group holds all its hyper-parameters, so only the implementation flags are passed
-            sched.optimizer = type(old)(groups, lr=old.defaults["lr"], foreach=flags[0], fused=flags[1])
+            sched.optimizer = with_implementation(sched.optimizer, implementation)
 
 
 # ----------------------------------------------------------------- REFERENCE: the code before the change
@@ -201,32 +189,31 @@ def _ref_search_loss(
     return _ref_cross_entropy(probs, student_logits.float(), student_temp)
 
 
-def reference_compute_losses(self: engine.Trainer, crops: list[torch.Tensor], epoch: int) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, float]]]:
-    """Trainer.compute_losses before the change (bound to a trainer by Variant.apply)."""
+def reference_student_terms(
+    self: engine.Trainer, i: int, crops: list[torch.Tensor], teachers: list[Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Trainer.student_terms with the loss code before the change (bound to a trainer by Variant.apply):
+    a log-softmax per (teacher view, student view) pair and term."""
     n_views = len(crops)
     batch = crops[0].shape[0]
+    model = self.models[i]
+    other = 1 - i
+    temp = float(model.teacher_temp[self.step])
+    losses = model.objective
     with self._autocast():
-        with torch.no_grad():
-            teachers = [m.slot.teacher(crops[:2]) for m in self.models]
-        students = [m.student(crops, with_query=self.terms.search) for m in self.models]
-        terms_all, stats_all = [], []
-        for i, model in enumerate(self.models):
-            other = 1 - i
-            temp = float(model.teacher_temp[self.step])
-            s, t = students[i], teachers[i]
-            terms: dict[str, torch.Tensor] = {}
-            if self.terms.sm:
-                terms["sm"] = _ref_dino_loss(model.losses["sm"], s.mlp, t.mlp, temp, n_views)
-            if self.terms.st:
-                terms["st"] = _ref_dino_loss(model.losses["st"], s.thead, t.thead, temp, n_views)
-            if self.terms.cm:
-                terms["cm"] = _ref_dino_loss(model.losses["cm"], s.mlp, teachers[other].mlp, temp, n_views)
-            if self.terms.ct:
-                searched = self._searched_targets(i, students[i], teachers[other], n_views, batch)
-                terms["ct"] = _ref_search_loss(searched, s.thead[2 * batch :], temp, self.cfg["losses"]["student_temp"])
-            terms_all.append(terms)
-            stats_all.append(self.monitor_stats(model, t, temp))
-    return terms_all, stats_all
+        s, t = model.student(crops, with_query=self.terms.search), teachers[i]
+        terms: dict[str, torch.Tensor] = {}
+        if self.terms.sm:
+            terms["sm"] = _ref_dino_loss(losses.sm, s.mlp, t.mlp, temp, n_views)
+        if self.terms.st:
+            terms["st"] = _ref_dino_loss(losses.st, s.thead, t.thead, temp, n_views)
+        if self.terms.cm:
+            terms["cm"] = _ref_dino_loss(losses.cm, s.mlp, teachers[other].mlp, temp, n_views)
+        if self.terms.ct:
+            head = self.models[other].slot.teacher.t_head
+            searched = searched_targets(s, teachers[other], head, self.terms.search, batch)
+            terms["ct"] = _ref_search_loss(searched, s.thead[2 * batch :], temp, self.cfg["losses"]["student_temp"])
+    return terms, losses.monitor(t, temp)
 
 
 def reference_joint_train_step(self: engine.Trainer, crops: list[torch.Tensor], epoch: int) -> dict[str, Any]:
@@ -235,13 +222,17 @@ def reference_joint_train_step(self: engine.Trainer, crops: list[torch.Tensor], 
     for model in self.models:
         for opt in model.optimizers:
             opt.apply(step)
-    terms_all, stats_all = self.compute_losses(crops, epoch)
-    totals = [self.total_loss(model, terms) for model, terms in zip(self.models, terms_all)]
-    self._check_finite(terms_all, self.models)
+    teachers = self.teacher_outputs(crops)
+    results = [self.student_terms(i, crops, teachers) for i in range(len(self.models))]
+    totals = [model.objective.total(terms) for model, (terms, _) in zip(self.models, results)]
+    for model, (terms, _) in zip(self.models, results):
+        self.check_finite(model, terms)
     for model in self.models:
         for opt in model.optimizers:
             opt.optimizer.zero_grad(set_to_none=True)
     sum(m.scaler.scale(t) for m, t in zip(self.models, totals)).backward()  # type: ignore[union-attr]
-    self.apply_updates(epoch, step)
+    self.apply_updates(step)
     self.step += 1
-    return self.step_record(step, epoch, terms_all, stats_all, totals)
+    logged = [({k: float(v.detach()) for k, v in terms.items()}, stats, float(total.detach()))
+              for (terms, stats), total in zip(results, totals)]
+    return self.step_record(step, epoch, logged)

@@ -1,15 +1,22 @@
-"""Atomic checkpoint files, resume state and the strict export of teacher backbones."""
+"""Checkpoint files: a run's resume state (save, resume, set aside) and the strict export of teachers."""
 
 from __future__ import annotations
 
+import random
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from mokd.atomic import save_torch
 from mokd.models.backbone import Backbone, BackboneSpec
+from mokd.config import diff_keys
 from mokd.models.heads import THead
+
+if TYPE_CHECKING:
+    from mokd.engine import Trainer
 
 EXPORT_FORMAT = "mokd-teacher-v1"
 
@@ -38,14 +45,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
         ) from exc
 
 
-def export_teacher(
-    path: str | Path,
-    name: str,
-    backbone: Backbone,
-    t_head: THead | None,
-    t_head_cfg: dict[str, Any] | None,
-    provenance: dict[str, Any],
-) -> None:
+def export_teacher(path: str | Path, name: str, backbone: Backbone, t_head: THead | None, provenance: dict[str, Any]) -> None:
     """Write a teacher's backbone (and T-Head, used by the attention-distance protocol) for evaluation."""
     atomic_save(
         {
@@ -53,7 +53,7 @@ def export_teacher(
             "name": name,
             "backbone": backbone.spec.to_dict(),
             "state_dict": backbone.state_dict(),
-            "t_head": None if t_head is None else {"config": t_head_cfg, "state_dict": t_head.state_dict()},
+            "t_head": None if t_head is None else {"config": t_head.config(), "state_dict": t_head.state_dict()},
             "provenance": provenance,
         },
         path,
@@ -115,3 +115,83 @@ def export_provenance(path: str | Path) -> dict[str, Any]:
     blob = load_file(path)
     _check_format(blob, Path(path))
     return dict(blob.get("provenance", {}))
+
+
+# ------------------------------------------------------------------------------------ resume state
+def training_state(trainer: Trainer) -> dict[str, Any]:
+    """Everything a run needs to continue exactly where it is: weights, optimizers, scalers, loss
+    centres, counters and every RNG state (the data order and augmentation are functions of the step)."""
+    return {
+        "step": trainer.step,
+        "elapsed_s": trainer.elapsed_s,
+        "images_seen": trainer.images_seen,
+        "config": trainer.hashed_config,
+        "config_hash": trainer.config_hash,
+        "models": [
+            {
+                "name": m.name,
+                "slot": m.slot.state_dict(),
+                "optimizers": [o.optimizer.state_dict() for o in m.optimizers],
+                "scaler": m.scaler.state_dict(),
+                "losses": m.objective.state_dict(),
+            }
+            for m in trainer.models
+        ],
+        "rng": {
+            "torch": torch.random.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        },
+    }
+
+
+def restore_training_state(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Load `training_state`'s dict into a freshly built trainer of the same config."""
+    for model, saved in zip(trainer.models, state["models"]):
+        model.slot.load_state_dict(saved["slot"])
+        for opt, opt_state in zip(model.optimizers, saved["optimizers"]):
+            opt.optimizer.load_state_dict(opt_state)
+        model.scaler.load_state_dict(saved["scaler"])
+        model.objective.load_state_dict(saved["losses"])
+    trainer.step, trainer.elapsed_s, trainer.images_seen = state["step"], state["elapsed_s"], state["images_seen"]
+    rng = state["rng"]
+    torch.random.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    atomic_save(state, path)
+
+
+def resume_state(run_dir: str | Path, config_hash: str, config: dict[str, Any], restart_on_config_change: bool) -> dict[str, Any] | None:
+    """The state in `run_dir/checkpoint.pt` to resume from, or None to start afresh.
+
+    A checkpoint of another config is refused, naming the keys that differ; with
+    `restart_on_config_change` it is set aside as checkpoint.<old hash>.pt, and the run's log.jsonl
+    as log.<old hash>.jsonl, so that nothing is lost and no reader mixes the two runs' logs.
+    """
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.exists():
+        return None
+    state = load_file(path)
+    if state.get("config_hash") == config_hash:
+        return state
+    keys = diff_keys(state.get("config", {}), config)
+    if not restart_on_config_change:
+        raise CheckpointError(
+            f"{path} was written with another config (keys that differ: {', '.join(keys) or '?'}); "
+            "use another --out folder, or delete the checkpoint to start over"
+        )
+    old = state.get("config_hash")
+    kept = path.with_name(f"checkpoint.{old}.pt")
+    path.replace(kept)
+    log = path.with_name("log.jsonl")
+    if log.exists():
+        log.replace(path.with_name(f"log.{old}.jsonl"))
+    print(f"[mokd] config changed ({', '.join(keys)}): starting over; the old checkpoint and log are kept as "
+          f"{kept.name} and log.{old}.jsonl", file=sys.stderr)
+    return None

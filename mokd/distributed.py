@@ -71,3 +71,14 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value)
         value /= dist.get_world_size()
     return value
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cuda`, `cpu` or `auto` (a GPU when one is visible); asking for cuda without a GPU is an error."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from mokd.config import ConfigError
+
+            raise ConfigError("config key 'device': cuda requested but no GPU is visible")
+        return torch.device("cuda")
+    return torch.device("cpu")

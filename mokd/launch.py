@@ -15,7 +15,7 @@ same run is still queued or running attaches to that job instead of submitting a
 The job runs one task per GPU (`gpus_per_node` tasks per node; one task without GPUs). Each task
 exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR (the first node) and MASTER_PORT from submitit's
 JobEnvironment, so `mokd.distributed.init_distributed` joins the process group, then builds the
-trainer with `mokd.commands.pretrain.build_trainer` and trains; the trainer resumes from
+trainer with `mokd.engine.build_trainer` and trains; the trainer resumes from
 `checkpoint.pt` in the run folder when there is one.
 
 Preemption and time limits: SLURM sends SIGUSR2 `signal_delay_s` (90 s) before the time limit (or
@@ -250,7 +250,7 @@ class PretrainJob(submitit.helpers.Checkpointable):
         log(f"task {env.global_rank} of {env.num_tasks} in job {env.job_id} on {env.hostname}, pid {os.getpid()}, "
             f"restart {os.environ.get('SLURM_RESTART_COUNT', '0')}, out {self.out}")
         submitit_handler = self._defer_preemption(env.global_rank)
-        from mokd.commands.pretrain import build_trainer
+        from mokd.engine import build_trainer
 
         trainer = build_trainer(self.cfg, self.out, self.export_dir, self.restart_on_config_change)
         def preempted() -> bool:  # asked between steps: the trainer then saves a checkpoint and returns

@@ -1,7 +1,10 @@
-"""Loss terms of MOKD on plain tensors: the DINO term (with its centre) and the search term.
+"""Loss terms of MOKD on plain tensors (docs/METHOD_NOTES.md §4): the DINO term with its centre, the search term.
 
 Logits are laid out view-major: rows [v * B, (v + 1) * B) hold view v of the B images. Student views
-are the 2 global crops followed by the local crops; teacher views are the 2 global crops.
+are the 2 global crops followed by the local crops; teacher views are the 2 global crops. Every term
+takes the student's log-probabilities, `student_log_probs(logits, student_temp)`, computed once per
+head output and shared by every term and teacher view that uses it (neither recomputed nor kept once
+more for the backward pass per pair).
 """
 
 from __future__ import annotations
@@ -13,31 +16,20 @@ from torch import nn
 
 
 def student_log_probs(student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
-    """log softmax(s / temp) in fp32, row by row.
-
-    Computed once per head output and shared by every term and every teacher view that uses it, so
-    that it is neither recomputed nor kept once more for the backward pass per (teacher view, term).
-    """
+    """log softmax(s / temp) in fp32, row by row."""
     return F.log_softmax(student_logits.float() / student_temp, dim=-1)
 
 
-def cross_entropy_from_log_probs(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+def cross_entropy(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
     """Mean over rows of H(p, s) = -sum p log s, given log s.
 
     The minus sign is applied to the row sums: the same numbers as summing -p * log s (negation is
-    exact), without a negated copy of p per call kept for the backward pass.
+    exact), without a negated copy of p kept for the backward pass.
     """
     return torch.sum(target_probs * log_probs, dim=-1).neg().mean()
 
 
-def cross_entropy(target_probs: torch.Tensor, student_logits: torch.Tensor, student_temp: float) -> torch.Tensor:
-    """Mean over rows of H(p, s) = -sum p log softmax(s / temp)."""
-    return cross_entropy_from_log_probs(target_probs, F.log_softmax(student_logits / student_temp, dim=-1))
-
-
-def multiview_cross_entropy_from_log_probs(
-    teacher_probs: list[torch.Tensor], log_probs: list[torch.Tensor]
-) -> torch.Tensor:
+def multiview_cross_entropy(teacher_probs: list[torch.Tensor], log_probs: list[torch.Tensor]) -> torch.Tensor:
     """Average of H over every (teacher view i, student view v) with v != i (same-view pairs skipped)."""
     total = log_probs[0].new_zeros(())
     pairs = 0
@@ -45,17 +37,9 @@ def multiview_cross_entropy_from_log_probs(
         for v, log_s in enumerate(log_probs):
             if v == i:
                 continue
-            total = total + cross_entropy_from_log_probs(p, log_s)
+            total = total + cross_entropy(p, log_s)
             pairs += 1
     return total / pairs
-
-
-def multiview_cross_entropy(
-    teacher_probs: list[torch.Tensor], student_logits: list[torch.Tensor], student_temp: float
-) -> torch.Tensor:
-    """Average of H over every (teacher view i, student view v) with v != i (same-view pairs skipped)."""
-    log_probs = [F.log_softmax(s / student_temp, dim=-1) for s in student_logits]  # once per student view
-    return multiview_cross_entropy_from_log_probs(teacher_probs, log_probs)
 
 
 class DINOLoss(nn.Module):
@@ -77,24 +61,6 @@ class DINOLoss(nn.Module):
 
     def forward(
         self,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor,
-        teacher_temp: float,
-        n_student_views: int,
-        n_teacher_views: int = 2,
-        update_center: bool = True,
-    ) -> torch.Tensor:
-        return self.from_log_probs(
-            student_log_probs(student_logits, self.student_temp),
-            teacher_logits,
-            teacher_temp,
-            n_student_views,
-            n_teacher_views,
-            update_center,
-        )
-
-    def from_log_probs(
-        self,
         log_probs: torch.Tensor,
         teacher_logits: torch.Tensor,
         teacher_temp: float,
@@ -102,10 +68,10 @@ class DINOLoss(nn.Module):
         n_teacher_views: int = 2,
         update_center: bool = True,
     ) -> torch.Tensor:
-        """The loss given the student's log-probabilities, `student_log_probs(logits, self.student_temp)`."""
+        """The term, given the student's `student_log_probs(logits, self.student_temp)` on every view."""
         teacher_logits = teacher_logits.detach().float()
         probs = self.teacher_probs(teacher_logits, teacher_temp).chunk(n_teacher_views)
-        loss = multiview_cross_entropy_from_log_probs(list(probs), list(log_probs.chunk(n_student_views)))
+        loss = multiview_cross_entropy(list(probs), list(log_probs.chunk(n_student_views)))
         if update_center:
             self.update_center(teacher_logits)
         return loss
@@ -121,25 +87,14 @@ class DINOLoss(nn.Module):
         self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
 
 
-def search_loss(
-    searched_teacher_logits: torch.Tensor, student_logits: torch.Tensor, teacher_temp: float, student_temp: float
-) -> torch.Tensor:
+def search_loss(searched_teacher_logits: torch.Tensor, log_probs: torch.Tensor, teacher_temp: float) -> torch.Tensor:
     """L_ct: cross-entropy between the searched teacher embedding and the student's, without centring.
 
-    Both are (L * B, K), row r of one matching row r of the other (one row per local crop and image);
-    the mean over rows is the average over local crops.
+    Both have one row per (local crop, image), row r of one matching row r of the other; the mean over
+    rows is the average over local crops. `log_probs` is `student_log_probs(logits, student_temp)`.
     """
-    return search_loss_from_log_probs(
-        searched_teacher_logits, student_log_probs(student_logits, student_temp), teacher_temp
-    )
-
-
-def search_loss_from_log_probs(
-    searched_teacher_logits: torch.Tensor, log_probs: torch.Tensor, teacher_temp: float
-) -> torch.Tensor:
-    """L_ct given the student's log-probabilities `student_log_probs(logits, student_temp)` (rows matching)."""
     probs = F.softmax(searched_teacher_logits.detach().float() / teacher_temp, dim=-1)
-    return cross_entropy_from_log_probs(probs, log_probs)
+    return cross_entropy(probs, log_probs)
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

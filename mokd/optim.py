@@ -59,3 +59,19 @@ def scheduled_optimizer(
     wd = cosine_schedule(cfg["weight_decay"], wd_end, epochs, iters_per_epoch)
     optimizer = build_optimizer(decay_groups(named_params), cfg, float(lr[0]))
     return ScheduledOptimizer(optimizer, lr, wd)
+
+
+IMPLEMENTATIONS = {"forloop": (False, False), "foreach": (True, False), "fused": (False, True)}
+
+
+def with_implementation(optimizer: torch.optim.Optimizer, implementation: str) -> torch.optim.Optimizer:
+    """The same optimizer (type, groups, hyper-parameters) with torch's for-loop, foreach or fused kernels.
+
+    Only before the first step: the optimizer state is not carried over.
+    """
+    if optimizer.state:
+        raise RuntimeError("with_implementation must run before the first step (the state would be lost)")
+    foreach, fused = IMPLEMENTATIONS[implementation]
+    groups = [{**g, "foreach": foreach, "fused": fused} for g in optimizer.param_groups]
+    # every group holds all its hyper-parameters, so only the implementation flags are passed
+    return type(optimizer)(groups, lr=optimizer.defaults["lr"], foreach=foreach, fused=fused)

@@ -46,24 +46,13 @@ def load_pretrain_config(
     return validate(apply_overrides(cfg, overrides or []), "pretrain")
 
 
-def build_trainer(
-    cfg: dict[str, Any], out: str | Path, export_dir: str | Path | None = None, restart_on_config_change: bool = False
-) -> Any:
-    """The trainer with its dataset and multi-crop transform, in this process's distributed context."""
-    from mokd.data import build_dataset
-    from mokd.distributed import init_distributed
-    from mokd.engine import Trainer, resolve_device
-
-    dist_info = init_distributed(resolve_device(cfg["device"]))
-    dataset = build_dataset(cfg["data"], "train")
-    return Trainer(cfg, out, dataset, dist_info, export_dir, restart_on_config_change)
-
-
 def run(args: argparse.Namespace) -> int:
     """Errors (bad config, missing data, unreadable checkpoint, NaN loss, full disk) reach mokd/cli.py,
     which prints them on one line with their exit code."""
     if getattr(args, "launcher", "inprocess") != "inprocess":
         return run_launched(args)
+    from mokd.engine import build_trainer
+
     cfg = load_pretrain_config(args.config, args.overrides, args.settings)
     trainer = build_trainer(cfg, args.out, args.export_dir, args.restart_on_config_change)
     summary = trainer.train(stop_after=args.stop_after)

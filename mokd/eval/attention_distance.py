@@ -29,9 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mokd.checkpoint import load_backbone, load_file, load_t_head
 from mokd.config import ConfigError
-from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, eval_transform
+from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
 
 DEFAULTS: dict[str, Any] = {
@@ -107,6 +106,8 @@ def model_distances(
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(per-layer result, None) for one export, or (None, reason) when it has no attention to measure."""
     from tqdm import tqdm
+
+    from mokd.checkpoint import load_backbone, load_file, load_t_head
 
     backbone = load_backbone(path).to(device).eval()
     t_head = None
@@ -218,6 +219,8 @@ def per_checkpoint(s: dict[str, Any], key: str, n: int) -> list[str] | None:
 
 def resolve_names(s: dict[str, Any], paths: list[str]) -> tuple[list[str], list[str], list[str]]:
     """Labels, methods and panel titles per checkpoint, from the settings or from the exports."""
+    from mokd.checkpoint import load_file
+
     n = len(paths)
     labels = per_checkpoint(s, "labels", n) or [
         f"{Path(p).parent.name}:{Path(p).stem.removeprefix('teacher_')}" for p in paths
@@ -231,6 +234,8 @@ def resolve_names(s: dict[str, Any], paths: list[str]) -> tuple[list[str], list[
 
 
 def run(args: argparse.Namespace) -> int:
+    from mokd.data import build_dataset, eval_transform
+
     s = load_settings(args, DEFAULTS)
     if not isinstance(s["data"], dict):
         raise ConfigError("setting 'data' must be a dataset config mapping (name, root, ...)")

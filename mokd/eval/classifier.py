@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,12 +21,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
-from mokd.checkpoint import atomic_save
 from mokd.config import config_hash
 from mokd.eval.features import backbone_features
-from mokd.models.backbone import Backbone
 from mokd.provenance import file_sha256
 from mokd.schedules import cosine_schedule
+
+if TYPE_CHECKING:  # mokd.models imports timm (and torchvision): only where a backbone is built
+    from mokd.models.backbone import Backbone
 
 
 class DivergedError(RuntimeError):
@@ -152,6 +153,8 @@ def train_classifier(
     just its head) and the optimizer; it is used only if its `ckpt_key` matches. `stop_after_epoch`
     ends the call early (tests, time-limited jobs); a later call resumes.
     """
+    from mokd.checkpoint import atomic_save
+
     device = torch.device(device)
     model.to(device)
     state_module = model if state_module is None else state_module

@@ -16,14 +16,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from mokd.atomic import write_text
-from mokd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml
 from mokd.provenance import code_version, file_sha256, now
+
+if TYPE_CHECKING:  # `cost` needs no torch: imported where a device is resolved
+    import torch
 
 
 # Settings shared by the protocols that learn on `data_train` and report on `data_val` (paper values).
@@ -68,9 +69,11 @@ def load_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = No
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """mokd.distributed.resolve_device (cuda without a GPU is an error), imported only when a command
+    needs a device: `cost` runs without torch."""
+    from mokd.distributed import resolve_device as resolve
+
+    return resolve(name)
 
 
 def dataset_label(data_cfg: dict[str, Any]) -> str:

@@ -41,19 +41,20 @@ import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from mokd.checkpoint import CheckpointError, atomic_save, load_backbone, load_file
 from mokd.config import ConfigError, config_hash
-from mokd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
-from mokd.models.backbone import Backbone
 from mokd.provenance import file_sha256
+
+if TYPE_CHECKING:  # mokd.models imports timm (and torchvision): only where a backbone is built
+    from mokd.models.backbone import Backbone
 
 PROTOCOL = "detect"
 DEFAULTS: dict[str, Any] = {
@@ -338,6 +339,8 @@ def fingerprint(checkpoint: str | Path, settings: dict[str, Any]) -> dict[str, s
 
 def load_resume(sidecar: Path, expected: dict[str, str]) -> dict[str, Any] | None:
     """The sidecar's state when it exists; a mismatch with this run is an error naming the file."""
+    from mokd.checkpoint import CheckpointError, load_file
+
     if not sidecar.exists():
         return None
     state = load_file(sidecar)
@@ -351,6 +354,8 @@ def load_resume(sidecar: Path, expected: dict[str, str]) -> dict[str, Any] | Non
 
 def _save_state(sidecar: Path, model: nn.Module, optimizer: torch.optim.Optimizer, iteration: int,
                 fp: dict[str, str], stats: dict[str, Any]) -> None:
+    from mokd.checkpoint import atomic_save
+
     atomic_save({
         "iteration": iteration, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -494,6 +499,7 @@ def sidecar_path(out: str | Path) -> Path:
 def detect(checkpoint: str | Path, settings: dict[str, Any], out: str | Path, device: torch.device,
            stop_after: int | None = None) -> dict[str, float] | None:
     """Fine-tune the teacher as a C4 Mask R-CNN and evaluate it; None when stopped early by ``stop_after``."""
+    from mokd.checkpoint import load_backbone
     from mokd.data.coco import CocoInstances
 
     check_settings(settings)

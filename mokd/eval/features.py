@@ -17,17 +17,18 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mokd.checkpoint import atomic_save, load_backbone
 from mokd.config import ConfigError
-from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, eval_transform
-from mokd.models.backbone import Backbone
+from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mokd.provenance import file_sha256
+
+if TYPE_CHECKING:  # mokd.models imports timm (and torchvision): only where a backbone is built
+    from mokd.models.backbone import Backbone
 
 MODES: tuple[str, ...] = ("pooled", "last4cls")
 CACHE_VERSION = 1
@@ -104,6 +105,8 @@ def eval_transform_desc(
 
 def build_transform(desc: Mapping[str, Any]) -> Any:
     """The transform a description names; only deterministic ("eval") transforms may be cached."""
+    from mokd.data import eval_transform
+
     if desc.get("kind") != "eval":
         raise ValueError(f"only deterministic 'eval' transforms can be cached, got {dict(desc)}")
     return eval_transform(int(desc["size"]), desc["mean"], desc["std"])
@@ -164,6 +167,9 @@ def cached_features(
     `backbone` (already loaded from `checkpoint_path`) saves loading it again on a cache miss;
     otherwise it is loaded with `load_backbone(checkpoint_path, expected)`.
     """
+    from mokd.checkpoint import atomic_save, load_backbone
+    from mokd.data import build_dataset
+
     key = cache_key(checkpoint_path, data_cfg, split, transform_desc, mode)
     path = Path(cache_dir) / f"{Path(checkpoint_path).stem}-{split}-{mode}-{key[:20]}.pt"
     if path.is_file():
@@ -195,5 +201,7 @@ def require_settings(settings: Mapping[str, Any], keys: Sequence[str], command: 
 
 def load_teacher(checkpoint: str | Path, settings: Mapping[str, Any]) -> Backbone:
     """The exported teacher backbone, checked against the optional `expected_backbone` setting."""
+    from mokd.checkpoint import load_backbone
+
     expected = settings.get("expected_backbone")
     return load_backbone(checkpoint, dict(expected) if expected else None)

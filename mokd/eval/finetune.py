@@ -37,16 +37,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from mokd.checkpoint import load_backbone
 from mokd.config import ConfigError, config_hash
-from mokd.data import (
-    build_dataset,
-    class_balanced_subset,
-    eval_transform,
-    file_list_entries,
-    train_classification_transform,
-    write_file_list,
-)
+from mokd.data import class_balanced_subset, write_file_list
 from mokd.eval.classifier import (
     DivergedError,
     FeatureClassifier,
@@ -82,6 +74,8 @@ SUBSET_KEYS = ("file_list", "fraction", "seed", "save_to")
 
 def subset_data_cfg(data_train: Mapping[str, Any], subset: Mapping[str, Any] | None, out: str | Path) -> dict[str, Any]:
     """The train dataset cfg restricted to the labelled subset (a list file given, or drawn and saved)."""
+    from mokd.data import build_dataset, file_list_entries
+
     cfg = dict(data_train)
     if not subset:
         return cfg
@@ -133,6 +127,8 @@ def run_trial(
     phase: str,
 ) -> dict[str, float]:
     """Fine-tune a fresh copy of the teacher + new head at `base_lr`, then evaluate it on `eval_set`."""
+    from mokd.checkpoint import load_backbone
+
     backbone = load_backbone(checkpoint)
     torch.manual_seed(int(settings["seed"]))
     model = FeatureClassifier(backbone, linear_head(backbone.feature_dim, num_classes), "pooled", frozen=False)
@@ -217,6 +213,8 @@ def finetune(
     checkpoint: str | Path, settings: dict[str, Any], out: str | Path, device: torch.device | str = "cpu"
 ) -> dict[str, Any]:
     """Search the lr (if `lrs`), fine-tune on the whole labelled subset, return val metrics (percent)."""
+    from mokd.data import build_dataset, eval_transform, train_classification_transform
+
     require_settings(settings, ["data_train", "data_val"], "finetune")
     device = torch.device(device)
     load_teacher(checkpoint, settings)  # fail early on a wrong checkpoint

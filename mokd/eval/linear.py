@@ -30,7 +30,6 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from mokd.config import ConfigError
-from mokd.data import build_dataset, train_classification_transform
 from mokd.eval.classifier import (
     FeatureClassifier,
     SGDConfig,
@@ -88,6 +87,8 @@ def linear_probe(
     stop_after_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Train the linear head (resuming `<out>.ckpt`), then return the val metrics (percent)."""
+    from mokd.data import build_dataset, train_classification_transform
+
     require_settings(settings, ["data_train", "data_val"], "linear")
     device = torch.device(device)
     backbone = load_teacher(checkpoint, settings)

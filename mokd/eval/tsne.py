@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Subset
 
-from mokd.checkpoint import load_backbone
 from mokd.config import ConfigError
-from mokd.data import IMAGENET_MEAN, IMAGENET_STD, build_dataset, eval_transform
+from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
 from mokd.eval.features import extract_features
 
@@ -206,6 +205,9 @@ def default_labels(paths: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mokd.checkpoint import load_backbone
+    from mokd.data import build_dataset, eval_transform
+
     s = load_settings(args, DEFAULTS)
     labels = check_settings(s, len(args.checkpoints)) or default_labels(args.checkpoints)
     backbones = [load_backbone(p) for p in args.checkpoints]

@@ -15,3 +15,17 @@ def attention_probs(block: Block, x: torch.Tensor) -> torch.Tensor:
     q, k, _ = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     return ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+
+def attention_modules(root: torch.nn.Module) -> list[torch.nn.Module]:
+    """Every timm attention module under `root` (those with a `fused_attn` switch)."""
+    return [m for m in root.modules() if hasattr(m, "fused_attn")]
+
+
+def set_fused_attention(root: torch.nn.Module, enabled: bool) -> int:
+    """Switch timm's fused kernel (F.scaled_dot_product_attention) on or off under `root`: off runs the
+    explicit softmax(QK^T)V path, e.g. to compare the two or to count FLOPs. Returns the module count."""
+    mods = attention_modules(root)
+    for m in mods:
+        m.fused_attn = enabled
+    return len(mods)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +113,8 @@ class THead(nn.Module):
         norm_last_layer: bool = True,
     ) -> None:
         super().__init__()
+        self._config = dict(dim=dim, out_dim=out_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                            base_grid=base_grid, norm_last_layer=norm_last_layer)
         self.dim = dim
         self.proj = nn.Identity() if token_dim == dim else nn.Linear(token_dim, dim)
         self.base_grid = base_grid
@@ -140,11 +142,14 @@ class THead(nn.Module):
         """Backbone tokens (B, N, token_dim) -> (B, N, dim)."""
         return self.proj(tokens)
 
-    def query_token(self, tokens: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
-        """What this model hands the other model's teacher: CNN pooled projected map, ViT [CLS]."""
-        if cls is not None:
-            return self.proj(cls)
-        return self.proj(tokens).mean(dim=1)
+    def query(self, projected: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+        """What this model hands the other model's teacher (width dim): a ViT's [CLS] projected, a CNN's
+        mean projected token (its average-pooled 1x1-projected map); `projected` is `project(tokens)`."""
+        return self.proj(cls) if cls is not None else projected.mean(dim=1)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments besides `token_dim` (which the backbone gives): what an export stores."""
+        return dict(self._config)
 
     def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
         """Learned positional embeddings, bicubically interpolated to a (h, w) token grid."""
@@ -186,7 +191,3 @@ class THead(nn.Module):
             x = block(x)
         return maps
 
-
-def default_base_grid(image_size: int, stride: int) -> int:
-    """Grid side of the global crop's last feature map, where the learned positions live."""
-    return max(1, math.ceil(image_size / stride))

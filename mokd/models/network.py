@@ -60,7 +60,7 @@ class Network(nn.Module):
             if first_tokens is None:
                 first_tokens = (projected[: crops[group[0]].shape[0]], out.grid)
             if with_query:
-                query.append(self.t_head.proj(out.cls) if out.cls is not None else projected.mean(dim=1))
+                query.append(self.t_head.query(projected, out.cls))
         return ViewOutputs(
             mlp=torch.cat(mlp),
             thead=torch.cat(thead) if thead else None,

@@ -11,21 +11,14 @@ import torch
 from mokd.checkpoint import CheckpointError, load_backbone
 from mokd.data import build_dataset
 from mokd.engine import NonFiniteLossError, Trainer
+from tests.core.helpers import first_batch, make_trainer, slot_states
 from tests.core.tiny import CROPS, PAIRS, tiny_config
-
-
-def make_trainer(cfg: dict, out: Path) -> Trainer:
-    return Trainer(cfg, out, build_dataset(cfg["data"], "train"))
-
-
-def first_batch(trainer: Trainer) -> list[torch.Tensor]:
-    return next(iter(trainer.data.epoch(0)))
 
 
 @pytest.mark.parametrize("kind", ["cnn_vit", "cnn_cnn", "vit_vit"])
 def test_no_gradient_crosses_between_models(kind: str, fashion_root: Path, tmp_path: Path) -> None:
     trainer = make_trainer(tiny_config(PAIRS[kind](), fashion_root), tmp_path)
-    terms, _ = trainer.compute_losses(first_batch(trainer), epoch=0)
+    terms = trainer.compute_losses(first_batch(trainer))
     assert set(terms[0]) == set(terms[1]) == {"sm", "st", "cm", "ct"}
     model1, model2 = trainer.models
     sum(terms[0].values()).backward()
@@ -37,11 +30,11 @@ def test_no_gradient_crosses_between_models(kind: str, fashion_root: Path, tmp_p
 def test_terms_switch_off_from_config(fashion_root: Path, tmp_path: Path) -> None:
     cfg = tiny_config(PAIRS["cnn_vit"](), fashion_root, losses={"self_thead": False, "cross_thead": False})
     trainer = make_trainer(cfg, tmp_path)
-    terms, _ = trainer.compute_losses(first_batch(trainer), epoch=0)
+    terms = trainer.compute_losses(first_batch(trainer))
     assert set(terms[0]) == {"sm", "cm"}
     assert trainer.models[0].slot.student.t_head is None  # no T-Head is built when no term uses it
     baseline = make_trainer(tiny_config(PAIRS["dino"](), fashion_root), tmp_path / "b")
-    terms, _ = baseline.compute_losses(first_batch(baseline), epoch=0)
+    terms = baseline.compute_losses(first_batch(baseline))
     assert set(terms[0]) == {"sm", "st"}
 
 
@@ -50,8 +43,8 @@ def test_search_off_uses_the_plain_teacher_t_head(fashion_root: Path, tmp_path: 
     cfg_off = tiny_config(PAIRS["cnn_vit"](), fashion_root, losses={"search": False})
     on, off = make_trainer(cfg_on, tmp_path / "on"), make_trainer(cfg_off, tmp_path / "off")
     crops = first_batch(on)
-    t_on, _ = on.compute_losses(crops, 0)
-    t_off, _ = off.compute_losses(crops, 0)
+    t_on = on.compute_losses(crops)
+    t_off = off.compute_losses(crops)
     assert float(t_on[0]["sm"].detach()) == pytest.approx(float(t_off[0]["sm"].detach()), rel=1e-5)  # same weights and views
     assert float(t_on[0]["ct"].detach()) != pytest.approx(float(t_off[0]["ct"].detach()), rel=1e-4)  # the query changes ŝ
 
@@ -82,10 +75,6 @@ def test_teacher_is_ema_of_student(fashion_root: Path, tmp_path: Path) -> None:
         assert torch.allclose(t_new, m * t_old + (1 - m) * s.detach(), atol=1e-6)
 
 
-def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {f"{m.slot.name}.{k}": v for m in trainer.models for k, v in m.slot.state_dict().items()}
-
-
 @pytest.mark.parametrize("pipeline", ["pil", "batched"])
 @pytest.mark.parametrize("stop_at", [1, 3, 5])
 def test_stop_and_resume_equals_uninterrupted(stop_at: int, pipeline: str, fashion_root: Path, tmp_path: Path) -> None:
@@ -99,7 +88,7 @@ def test_stop_and_resume_equals_uninterrupted(stop_at: int, pipeline: str, fashi
     assert interrupted.train(stop_after=stop_at) == {"stopped_at": stop_at}
     resumed = make_trainer(cfg, tmp_path / "resumed")
     resumed.train()
-    a, b = _state(full), _state(resumed)
+    a, b = slot_states(full), slot_states(resumed)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -150,3 +139,18 @@ def test_export_loads_strictly(fashion_root: Path, tmp_path: Path) -> None:
         load_backbone(tmp_path / "broken.pt")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == trainer.total_iters and summary["train_time_s"] > 0
+
+
+def test_config_change_sets_the_old_checkpoint_and_log_aside(fashion_root: Path, tmp_path: Path) -> None:
+    """--restart-on-config-change: the old run's checkpoint and log.jsonl are kept under its hash, and the
+    new run's log holds only its own steps (no reader mixes two runs)."""
+    old = make_trainer(tiny_config(PAIRS["dino"](), fashion_root), tmp_path)
+    old.train(stop_after=3)
+    old_log = (tmp_path / "log.jsonl").read_text()
+    new_cfg = tiny_config(PAIRS["dino"](), fashion_root, seed=7)
+    new = Trainer(new_cfg, tmp_path, build_dataset(new_cfg["data"], "train"), restart_on_config_change=True)
+    new.train()
+    assert (tmp_path / f"checkpoint.{old.config_hash}.pt").is_file()
+    assert (tmp_path / f"log.{old.config_hash}.jsonl").read_text() == old_log
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == new.total_iters - 1

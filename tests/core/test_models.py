@@ -40,7 +40,7 @@ def test_paper_backbones_pooled_tokens_and_heads(arch: str) -> None:
     with torch.no_grad():
         assert head(out.pooled).shape == (2, 32)
         assert t_head(out.tokens, out.grid).shape == (2, 32)
-        query = t_head.query_token(out_local.tokens, out_local.cls)
+        query = t_head.query(t_head.project(out_local.tokens), out_local.cls)
         assert query.shape == (2, 48)
         assert t_head(out.tokens, out.grid, query=query).shape == (2, 32)
 

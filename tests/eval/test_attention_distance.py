@@ -92,10 +92,10 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _uniform(t_head)
     paths = {"vit": root / "mokd" / "teacher_vit.pt", "cnn": root / "mokd" / "teacher_cnn.pt",
              "dino_cnn": root / "dino" / "teacher_cnn.pt", "vit_random": root / "rand" / "teacher_vit.pt"}
-    export_teacher(paths["vit"], "vit", vit, None, None, {"test": True})
-    export_teacher(paths["cnn"], "cnn", cnn, t_head, T_HEAD_CFG, {"test": True})
-    export_teacher(paths["dino_cnn"], "cnn", build_backbone(TINY_CNN), None, None, {"test": True})
-    export_teacher(paths["vit_random"], "vit", build_backbone(TINY_VIT), None, None, {"test": True})
+    export_teacher(paths["vit"], "vit", vit, None, {"test": True})
+    export_teacher(paths["cnn"], "cnn", cnn, t_head, {"test": True})
+    export_teacher(paths["dino_cnn"], "cnn", build_backbone(TINY_CNN), None, {"test": True})
+    export_teacher(paths["vit_random"], "vit", build_backbone(TINY_VIT), None, {"test": True})
     return paths
 
 

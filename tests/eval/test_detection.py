@@ -48,7 +48,7 @@ def coco_root(tmp_path_factory: pytest.TempPathFactory, source: dict) -> Path:
 def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("teachers") / "teacher_r18.pt"
-    export_teacher(path, "r18", build_backbone(TINY_RESNET), None, None, {"test": True})
+    export_teacher(path, "r18", build_backbone(TINY_RESNET), None, {"test": True})
     return path
 
 
@@ -271,7 +271,7 @@ def test_resume_with_other_settings_is_refused(teacher: Path, coco_root: Path, t
 
 def test_vit_checkpoint_is_rejected(tmp_path: Path, coco_root: Path, capsys) -> None:
     vit = tmp_path / "teacher_vit.pt"
-    export_teacher(vit, "vit", build_backbone(TINY_VIT), None, None, {})
+    export_teacher(vit, "vit", build_backbone(TINY_VIT), None, {})
     assert _detect(vit, coco_root, tmp_path / "m.json") == 2
     err = capsys.readouterr().err
     assert "ResNet teachers only" in err and "VIT" in err and str(vit) in err

@@ -30,7 +30,7 @@ TINY_VIT = {
 
 def export_tiny(path: Path, cfg: dict = TINY_CNN, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    export_teacher(path, path.stem, build_backbone(cfg), None, None, {"test": True})
+    export_teacher(path, path.stem, build_backbone(cfg), None, {"test": True})
     return path
 
 

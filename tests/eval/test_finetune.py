@@ -29,7 +29,7 @@ MEAN, STD = [0.286] * 3, [0.353] * 3
 
 def export_tiny(path: Path, cfg: dict = TINY_CNN) -> Path:
     torch.manual_seed(0)
-    export_teacher(path, path.stem, build_backbone(cfg), None, None, {"test": True})
+    export_teacher(path, path.stem, build_backbone(cfg), None, {"test": True})
     return path
 
 

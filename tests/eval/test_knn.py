@@ -26,7 +26,7 @@ T = 0.07
 
 def export_tiny(path: Path, cfg: dict = TINY_CNN) -> Path:
     torch.manual_seed(0)
-    export_teacher(path, path.stem, build_backbone(cfg), None, None, {"test": True})
+    export_teacher(path, path.stem, build_backbone(cfg), None, {"test": True})
     return path
 
 

@@ -27,7 +27,7 @@ TINY_VIT = {
 
 def export_tiny(path: Path, cfg: dict = TINY_CNN) -> Path:
     torch.manual_seed(0)
-    export_teacher(path, path.stem, build_backbone(cfg), None, None, {"test": True})
+    export_teacher(path, path.stem, build_backbone(cfg), None, {"test": True})
     return path
 
 

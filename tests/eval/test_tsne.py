@@ -56,8 +56,8 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     root = tmp_path_factory.mktemp("tsne")
     torch.manual_seed(0)
     paths = [root / "pair" / "teacher_cnn.pt", root / "pair" / "teacher_vit.pt"]
-    export_teacher(paths[0], "cnn", build_backbone(TINY_CNN), None, None, {"test": True})
-    export_teacher(paths[1], "vit", build_backbone(TINY_VIT), None, None, {"test": True})
+    export_teacher(paths[0], "cnn", build_backbone(TINY_CNN), None, {"test": True})
+    export_teacher(paths[1], "vit", build_backbone(TINY_VIT), None, {"test": True})
     return [str(p) for p in paths]
 
 
