@@ -1,9 +1,9 @@
 """A small real COCO-format instance set built from Fashion-MNIST objects, for the CPU-scale detection run.
 
-Each image is a ``canvas`` x ``canvas`` RGB picture: a smooth coloured noise background with 1-4
-Fashion-MNIST garments (28x28 grey, scaled x1-x2, bilinear) pasted at non-overlapping places. An
-object's instance mask is the set of its (scaled) pixels brighter than ``mask_threshold``; exactly those
-pixels are pasted (grey, R=G=B), so the mask is the visible object. One category per source class
+Each image is a ``canvas`` x ``canvas`` RGB picture (96 px by default): a smooth coloured noise background
+with 1-3 (``objects_per_image``) Fashion-MNIST garments (28x28 grey, scaled x1-x2, bilinear) pasted at
+non-overlapping places. An object's instance mask is the set of its (scaled) pixels brighter than
+``mask_threshold``; exactly those pixels are pasted (grey, R=G=B), so the mask is the visible object. One category per source class
 (ids 1..C, names from the source dataset). Masks are stored as RLE (``pycocotools.mask.encode``), boxes
 and areas are computed from the masks. Train canvases use the source's train split, val canvases its
 val (test) split. Output layout is COCO 2017's::
@@ -19,13 +19,10 @@ that is renamed into place, so an interrupted build leaves nothing half-written.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -168,8 +165,8 @@ def build_synthetic_coco(
     source: Mapping[str, Any],
     n_train: int,
     n_val: int,
-    canvas: int = 128,
-    objects_per_image: Sequence[int] = (1, 4),
+    canvas: int = 96,
+    objects_per_image: Sequence[int] = (1, 3),
     seed: int = 0,
     scale_range: Sequence[float] = (1.0, 2.0),
     mask_threshold: int = 32,
@@ -216,39 +213,3 @@ def build_synthetic_coco(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def add_synthetic_arguments(parser: argparse.ArgumentParser) -> None:
-    """Command-line options of :func:`main_synthetic`."""
-    parser.add_argument("--out", required=True, help="output folder (COCO layout)")
-    parser.add_argument("--source", default='{"name": "fashion_mnist", "root": "data"}',
-                        help="JSON dataset config of the object source (mokd.data.build_dataset)")
-    parser.add_argument("--n-train", type=int, default=5000, help="training canvases")
-    parser.add_argument("--n-val", type=int, default=500, help="validation canvases")
-    parser.add_argument("--canvas", type=int, default=128, help="canvas side in pixels")
-    parser.add_argument("--objects-min", type=int, default=1, help="fewest objects per canvas")
-    parser.add_argument("--objects-max", type=int, default=4, help="most objects per canvas")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing different set")
-
-
-def main_synthetic(args: argparse.Namespace) -> int:
-    """CLI entry: build the set from ``args`` (see :func:`add_synthetic_arguments`); 0 on success, 2 on error.
-
-    ``args.source`` may be a dict or a JSON string; options missing from ``args`` take their defaults.
-    """
-    source = args.source if isinstance(args.source, Mapping) else json.loads(args.source)
-    start = time.perf_counter()
-    try:
-        out = build_synthetic_coco(
-            args.out, source,
-            n_train=getattr(args, "n_train", 5000), n_val=getattr(args, "n_val", 500),
-            canvas=getattr(args, "canvas", 128),
-            objects_per_image=(getattr(args, "objects_min", 1), getattr(args, "objects_max", 4)),
-            seed=getattr(args, "seed", 0), overwrite=getattr(args, "overwrite", False),
-        )
-    except (FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[mokd] synthetic COCO set in {out} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
-    return 0

@@ -3,9 +3,9 @@
 The exported ResNet teacher initialises a Detectron-style "C4" Mask R-CNN built from torchvision's
 detection components (MaskRCNN, RPN, RoIHeads, AnchorGenerator, MultiScaleRoIAlign, transforms):
 
-* backbone: stem + layer1..layer3 (res2-res4), one feature map (stride 16, or 8 with a stride-1 stem)
-  with layer3's channels; the RPN (one 3x3 conv, Detectron's StandardRPNHead) and anchors of all
-  ``anchor_sizes`` x ``aspect_ratios`` live on it;
+* backbone: stem + layer1..layer3 (res2-res4), one feature map with layer3's channels at stride 16
+  (stem 4 x layer2 2 x layer3 2; 8 with ``stem_stride: 2``, 4 with ``stem_stride: 1``); the RPN (one
+  3x3 conv, Detectron's StandardRPNHead) and anchors of all ``anchor_sizes`` x ``aspect_ratios`` live on it;
 * box head: RoIAlign 14x14 -> layer4 (res5, first block stride 2 -> 7x7) -> average pool -> linear
   classifier and box regressor (Detectron's Res5ROIHeads);
 * mask head: RoIAlign 14x14 of the positive / detected boxes -> the *same* res5 module (shared weights)

@@ -27,8 +27,7 @@ class BackboneSpec:
     `stem_stride` sets the total stride of a CNN's stem, so that a small image still leaves a
     several-position last feature map for the T-Head at the small scale: None keeps the architecture's
     own (ResNet 4: stride-2 conv + max-pool; EfficientNet/MobileNet 2), 2 drops a ResNet's max-pool,
-    1 is a CIFAR-style stem (ResNet: 3x3 stride-1 conv, no max-pool). `stem_stride1: true` is
-    shorthand for `stem_stride: 1`.
+    1 is a CIFAR-style stem (ResNet: 3x3 stride-1 conv, no max-pool).
     """
 
     arch: str
@@ -38,15 +37,13 @@ class BackboneSpec:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "BackboneSpec":
-        allowed = {"arch", "timm_kwargs", "stem_stride", "stem_stride1", "drop_path"}
+        allowed = {"arch", "timm_kwargs", "stem_stride", "drop_path"}
         unknown = set(cfg) - allowed
         if unknown:
             raise ValueError(f"unknown backbone key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
         if "arch" not in cfg:
             raise ValueError("backbone config needs 'arch' (a timm model name, e.g. resnet50)")
         stride = cfg.get("stem_stride")
-        if cfg.get("stem_stride1"):
-            stride = 1
         if stride not in (None, 1, 2):
             raise ValueError(f"backbone key 'stem_stride' must be null, 1 or 2, got {stride!r}")
         return cls(

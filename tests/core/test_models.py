@@ -52,7 +52,7 @@ def test_resnets_keep_torchvision_init() -> None:
 
 
 def test_small_stem_keeps_several_positions() -> None:
-    backbone = build_backbone({"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride1": True})
+    backbone = build_backbone({"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride": 1})
     assert backbone.eval()(torch.randn(1, 3, 32, 32)).grid == (4, 4)
     standard = build_backbone({"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}})
     assert standard.eval()(torch.randn(1, 3, 32, 32)).grid == (1, 1)

@@ -8,8 +8,8 @@ from typing import Any
 
 from mokd.config import validate
 
-CNN_A = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride1": True}
-CNN_B = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 24, 48], "layers": [1, 1, 1, 1]}, "stem_stride1": True}
+CNN_A = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride": 1}
+CNN_B = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 24, 48], "layers": [1, 1, 1, 1]}, "stem_stride": 1}
 VIT_A = {"arch": "vit_tiny_patch16_224", "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}}
 CROPS = {"global_size": 32, "local_size": 16, "n_local": 2}
 VIT_B = {"arch": "vit_tiny_patch16_224", "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 1, "embed_dim": 24, "num_heads": 3}}

@@ -16,7 +16,7 @@ from mokd.eval.attention_distance import mean_attention_distance, patch_attentio
 from mokd.models.backbone import build_backbone
 from mokd.models.heads import THead
 
-TINY_CNN = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride1": True}
+TINY_CNN = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride": 1}
 TINY_VIT = {
     "arch": "vit_tiny_patch16_224",
     "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3},

@@ -14,7 +14,7 @@ from mokd.cli import main
 from mokd.eval.tsne import align_to, class_subset, linear_cka
 from mokd.models.backbone import build_backbone
 
-TINY_CNN = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride1": True}
+TINY_CNN = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}, "stem_stride": 1}
 TINY_VIT = {
     "arch": "vit_tiny_patch16_224",
     "timm_kwargs": {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3},
