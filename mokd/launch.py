@@ -13,8 +13,8 @@ cancel the job (its checkpoint stays; rerunning resumes it). A rerun while an ea
 same run is still queued or running attaches to that job instead of submitting a second one.
 
 The job runs one task per GPU (`gpus_per_node` tasks per node; one task without GPUs). Each task
-exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR (the first node) and MASTER_PORT from submitit's
-JobEnvironment, so `mokd.distributed.init_distributed` joins the process group, then builds the
+exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR (the first node) and MASTER_PORT with submitit's
+`TorchDistributedEnvironment`, so `mokd.distributed.init_distributed` joins the process group, then builds the
 trainer with `mokd.engine.build_trainer` and trains; the trainer resumes from
 `checkpoint.pt` in the run folder when there is one.
 
@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -130,60 +128,18 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
     )
 
 
-# ---------------------------------------------------------------------------- for the workflow
-def gpu_resource(resources: dict[str, Any]) -> dict[str, int]:
-    """Snakemake's `gpu` resource for a kind of rule (config resources.<kind>.gpus), which the SLURM
-    executor plugin turns into `--gpus=N`; nothing when 0 or unset, so that local runs are unaffected."""
-    n = int(resources.get("gpus", 0) or 0)
-    return {"gpu": n} if n > 0 else {}
-
-
-def workflow_launch_args(launch: dict[str, Any], resources: dict[str, Any]) -> str:
-    """The `mokd pretrain` options of the workflow's config["launch"] (none for inprocess); its unset
-    (null) sizes come from config["resources"]["pretrain"]."""
-    if launch["pretrain"] == "inprocess":
-        return ""
-    on_slurm = launch["pretrain"] == "slurm"
-    gpus = launch.get("gpus_per_node")
-    cpus = launch.get("cpus_per_task")
-    mem_gb = launch.get("mem_gb")
-    timeout = launch.get("timeout_min")
-    if mem_gb is None and "mem_mb" in resources:
-        mem_gb = resources["mem_mb"] / 1000
-    if timeout is None:  # a local child process needs no limit (a week); a SLURM job gets the rule's runtime
-        timeout = int(resources.get("runtime", 60)) if on_slurm else 10080
-    args = [
-        f"--launcher {launch['pretrain']}",
-        f"--nodes {launch.get('nodes', 1)}",
-        f"--gpus-per-node {int(gpus if gpus is not None else resources.get('gpus', 0) or 0)}",
-        f"--cpus-per-task {int(cpus if cpus is not None else resources.get('threads', 1))}",
-        f"--timeout-min {int(timeout)}",
-        f"--max-num-timeout {launch.get('max_num_timeout', 3)}",
-    ]
-    if mem_gb:
-        args.append(f"--mem-gb {mem_gb:g}")
-    for key in ("partition", "account"):
-        if launch.get(key):
-            args.append(f"--{key} {shlex.quote(str(launch[key]))}")
-    return " ".join(args)
-
-
 # ------------------------------------------------------------------------------------ the job side
 def preemption_signal() -> int:
     """The signal of submitit's checkpoint-and-requeue handler (env SUBMITIT_PREEMPT_SIGNAL, USR2)."""
     return int(getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")))
 
 
-def export_dist_env(env: Any) -> None:
-    """RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT of this task, from submitit's JobEnvironment."""
-    digits = re.sub(r"\D", "", str(env.job_id).split("_")[0]) or "0"
-    os.environ.update(
-        RANK=str(env.global_rank),
-        WORLD_SIZE=str(env.num_tasks),
-        LOCAL_RANK=str(env.local_rank),
-        MASTER_ADDR=str(env.hostnames[0]) if env.num_nodes > 1 else "127.0.0.1",
-        MASTER_PORT=str(20000 + int(digits) % 20000),
-    )
+def export_dist_env() -> submitit.helpers.TorchDistributedEnvironment:
+    """RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR (the first node) and MASTER_PORT of
+    this task, from submitit's job environment (submitit's rule: a MASTER_PORT already set is kept, else
+    one drawn from the job id, the same in every task). CUDA_VISIBLE_DEVICES is left alone: each task
+    sees the node's GPUs and picks its own by LOCAL_RANK (mokd.distributed.init_distributed)."""
+    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
 class PretrainJob(submitit.helpers.Checkpointable):
@@ -235,7 +191,7 @@ class PretrainJob(submitit.helpers.Checkpointable):
 
     def _train(self) -> dict[str, Any]:
         env = submitit.JobEnvironment()
-        export_dist_env(env)
+        export_dist_env()
         for key, value in self.env.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -88,12 +88,24 @@ def load_workflow_config(
     schema: str | Path = WORKFLOW_SCHEMA,
 ) -> dict[str, Any]:
     """`resolve_config` validated against the workflow's schema, defaults filled in; ConfigError names the key."""
-    return validate(resolve_config(configfiles, overrides, root=root), load_yaml(_locate(schema, root)))
+    return validate(resolve_config(configfiles, overrides, root=root), workflow_schema(schema, root))
+
+
+def workflow_schema(schema: str | Path = WORKFLOW_SCHEMA, root: str | Path | None = None) -> dict[str, Any]:
+    """The workflow's schema with its `tables` entry made from the table registry
+    (mokd/workflow/table_specs.py): one key per registered table, no other."""
+    from mokd.workflow.table_specs import TABLES
+
+    out = load_yaml(_locate(schema, root))
+    tables = out["properties"]["tables"]
+    tables["properties"] = {t.id: {"type": "object", "description": t.config} for t in TABLES.values()}
+    tables["additionalProperties"] = False
+    return out
 
 
 def pretrain_key_origin(config: Mapping[str, Any], exp: str, key: str) -> str:
     """The workflow config key that a key of experiment `exp`'s pre-training config comes from
-    (common.smk's `pretrain_config` builds that config from these sections)."""
+    (mokd/workflow/settings.py's `pretrain_config` builds that config from these sections)."""
     e = config["experiments"][exp]
     m = re.match(r"^models\[(\d+)\]\.?(.*)$", key)
     if m:

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -49,38 +48,35 @@ def test_options_from_command_line_and_environment(monkeypatch: pytest.MonkeyPat
 
 
 def test_task_environment_is_exported(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    """Task 5 of a 2-node, 8-task SLURM job: submitit's TorchDistributedEnvironment exports its rank,
+    the first node as master and one port for the whole job (a MASTER_PORT already set is kept)."""
+    exported = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                "CUDA_VISIBLE_DEVICES")
+    for key in exported:
         # setenv first so that teardown restores the key's absence: a bare delenv of a missing key
         # records nothing, and the values exported below would leak into later tests' subprocesses.
         monkeypatch.setenv(key, "unset")
         monkeypatch.delenv(key)
-    env = SimpleNamespace(job_id="4321", global_rank=5, local_rank=1, num_tasks=8, num_nodes=2, hostnames=["n01", "n02"])
-    launch.export_dist_env(env)
-    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")] == \
-        ["5", "8", "1", "n01", str(20000 + 4321)]
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4321", "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2",
+             "SLURM_NODEID": "1", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "n[01-02]"}
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    launch.export_dist_env()
+    assert [os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR")] == \
+        ["5", "8", "1", "4", "n01"]
+    port = os.environ["MASTER_PORT"]
+    assert 20000 <= int(port) <= 60000 and "CUDA_VISIBLE_DEVICES" not in os.environ
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    monkeypatch.delenv("MASTER_PORT")
+    launch.export_dist_env()
+    assert os.environ["MASTER_PORT"] == port and os.environ["RANK"] == "0"  # every task of the job agrees
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    launch.export_dist_env()
+    assert os.environ["MASTER_PORT"] == "29500"
     from mokd.distributed import env_dist_info
 
-    assert env_dist_info().rank == 5 and env_dist_info().world_size == 8 and env_dist_info().local_rank == 1
-
-
-def test_workflow_launch_options() -> None:
-    """config["launch"] -> `mokd pretrain` options; unset sizes from resources.pretrain."""
-    res = {"threads": 10, "gpus": 8, "mem_mb": 480000, "runtime": 10080}
-    unset = {"nodes": 1, "gpus_per_node": None, "cpus_per_task": None, "mem_gb": None, "timeout_min": None,
-             "max_num_timeout": 3, "partition": None, "account": None}
-    assert launch.workflow_launch_args({**unset, "pretrain": "inprocess"}, res) == ""
-    args = launch.workflow_launch_args({**unset, "pretrain": "slurm", "partition": "gpu a", "timeout_min": 2880}, res)
-    assert args == ("--launcher slurm --nodes 1 --gpus-per-node 8 --cpus-per-task 10 --timeout-min 2880 "
-                    "--max-num-timeout 3 --mem-gb 480 --partition 'gpu a'")
-    small = {"threads": 1, "mem_mb": 4000, "runtime": 60}
-    local = launch.workflow_launch_args({**unset, "pretrain": "submitit-local"}, small)
-    assert "--gpus-per-node 0 --cpus-per-task 1 --timeout-min 10080" in local  # no time limit to speak of locally
-    parser = argparse.ArgumentParser()
-    launch.add_arguments(parser)
-    parsed = parser.parse_args(args.replace("'gpu a'", "gpu_a").split())
-    assert (parsed.gpus_per_node, parsed.mem_gb, parsed.partition) == (8, 480.0, "gpu_a")
-    assert launch.gpu_resource(res) == {"gpu": 8} and launch.gpu_resource({"threads": 1}) == {}
-    assert launch.gpu_resource({"gpus": 0}) == {}
+    assert env_dist_info().rank == 0 and env_dist_info().world_size == 8 and env_dist_info().local_rank == 0
 
 
 def test_slurm_executor_parameters(tmp_path: Path) -> None:

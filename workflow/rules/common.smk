@@ -1,17 +1,20 @@
-# Config loading and validation, the experiment matrix, paths and input functions. No rules here.
+# The config, its checks and the functions the rules call: glue over mokd/workflow/ (where the logic
+# lives and is unit-tested), bound to this run's config. No rules here; the tables' and figures'
+# functions in specs.smk.
 
-import copy
-import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mokd.config import ConfigError, config_hash, deep_merge, validate
-from mokd.launch import gpu_resource
+from mokd.config import ConfigError, config_hash
 from mokd.provenance import code_version
+from mokd.workflow import launch_args, settings
 from mokd.workflow.configs import load_workflow_config, missing_user_datasets
+from mokd.workflow.matrix import Matrix
+from mokd.workflow.settings import as_json
 
 # Jobs run `python` from the environment that runs Snakemake (the project's .venv or conda env),
 # also when Snakemake was started by its path without activating that environment.
@@ -30,37 +33,20 @@ except ConfigError as exc:
 config.clear()
 config.update(_cfg)
 
-R = config["scale"]["results"]
-SCALE = config["scale"]["name"]
-MODELS = config["models"]
-EXPERIMENTS = config["experiments"]
-PROTOCOLS = config["protocols"]
+M = Matrix(config)
+try:
+    M.check()  # every name the matrix uses is defined
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+R = M.results
+SCALE = M.scale
+MODELS = M.models
+EXPERIMENTS = M.experiments
+PROTOCOLS = M.protocols
 # How jobs are launched and sized does not change a number: not part of the tables' config hash.
-CONFIG_HASH = config_hash({k: v for k, v in config.items() if k not in ('launch', 'resources')})
+CONFIG_HASH = config_hash({k: v for k, v in config.items() if k not in ("launch", "resources")})
 CODE_VERSION = code_version()
-
-
-def _check_matrix():
-    """Every name the matrix uses must be defined; report the first that is not, with its key."""
-    for exp, e in EXPERIMENTS.items():
-        for role in e["models"]:
-            if role not in MODELS:
-                raise WorkflowError(f"config key 'experiments.{exp}.models': unknown model {role!r}")
-        if len(e["models"]) == 2 and len(e.get("lambda", [])) != 2:
-            raise WorkflowError(f"config key 'experiments.{exp}.lambda': a pair needs two lambdas")
-        ds = e.get("dataset", "pretrain")
-        if ds not in config["datasets"]:
-            raise WorkflowError(f"config key 'experiments.{exp}.dataset': unknown dataset {ds!r}")
-    for name, p in PROTOCOLS.items():
-        for key, ds in p["datasets"].items():
-            if ds not in config["datasets"]:
-                raise WorkflowError(f"config key 'protocols.{name}.datasets.{key}': unknown dataset {ds!r}")
-    for name, d in config["datasets"].items():
-        if d["prepare"] != "none" and d["prepare"] not in config["prepare"]:
-            raise WorkflowError(f"config key 'datasets.{name}.prepare': unknown preparation {d['prepare']!r}")
-
-
-_check_matrix()
 
 
 wildcard_constraints:
@@ -69,98 +55,19 @@ wildcard_constraints:
     protocol="|".join(sorted(PROTOCOLS)),
 
 
-# ------------------------------------------------------------------------------------------ paths
-def export_dir(exp):
-    return f"{R}/pretrain/{exp}/export"
-
-
-def teacher(exp, role):
-    return f"{export_dir(exp)}/teacher_{role}.pt"
-
-
-def metrics(exp, role, protocol):
-    return f"{R}/eval/{exp}/{role}/{protocol}.json"
-
-
-def label(role):
-    return MODELS[role]["label"]
-
-
-def pair_label(exp):
-    return "–".join(label(r) for r in EXPERIMENTS[exp]["models"])
-
-
-# ------------------------------------------------------------------------------------ data inputs
-def prepared_marker(prep_name):
-    """The file whose presence says a preparation rule has finished."""
-    root = config["prepare"][prep_name]["root"]
-    return {
-        "fashion_mnist": f"{root}/FashionMNIST/raw/t10k-labels-idx1-ubyte",
-        "cifar_standin": f"{root}/cifar-100-python/meta",
-        "coco_synthetic": f"{root}/annotations/instances_val2017.json",
-    }[prep_name]
-
-
-def dataset_inputs(*dataset_names):
-    """Markers of the preparation rules the named datasets need (none for user-provided datasets)."""
-    preps = {config["datasets"][d]["prepare"] for d in dataset_names}
-    return sorted(prepared_marker(p) for p in preps if p != "none")
-
-
-def dataset_spec(name):
-    return copy.deepcopy(config["datasets"][name]["spec"])
-
-
-# ---------------------------------------------------------------------------- pre-training configs
-def pretrain_config(exp):
-    """The full `python -m mokd pretrain` config of one experiment: its own slice of the config only."""
-    e = EXPERIMENTS[exp]
-    pair = len(e["models"]) == 2
-    cfg = copy.deepcopy(config["pretrain"])
-    cfg["data"] = dataset_spec(e.get("dataset", "pretrain"))
-    norm = config["normalization"]
-    cfg["crops"] = {**cfg.get("crops", {}), "mean": norm["mean"], "std": norm["std"]}
-    if not pair:  # the DINO baseline: L_sm only
-        cfg["losses"] = {**cfg.get("losses", {}), "self_thead": False, "cross_mlp": False, "cross_thead": False}
-    vit_widths = [MODELS[r]["width"] for r in e["models"] if MODELS[r]["family"] == "vit"]
-    if pair and vit_widths:  # authors: D is the ViT's width
-        cfg["t_head"] = {**cfg.get("t_head", {}), "dim": max(vit_widths)}
-    overrides = {k: v for k, v in e.items() if k not in ("models", "lambda", "dataset")}
-    cfg = deep_merge(cfg, overrides)
-    models = []
-    for i, role in enumerate(e["models"]):
-        m = MODELS[role]
-        entry = deep_merge(config["families"][m["family"]], {"name": role, "backbone": m["backbone"]})
-        entry["lambda"] = e["lambda"][i] if pair else 1.0
-        models.append(entry)
-    cfg["models"] = models
-    return cfg
-
-
-# ------------------------------------------------------------------------------- protocol settings
-def protocol_settings(protocol, role=None):
-    """The settings of one evaluation protocol (datasets resolved): each job's own slice."""
-    p = PROTOCOLS[protocol]
-    s = copy.deepcopy(p["settings"])
-    for key, ds in p["datasets"].items():
-        s[key] = dataset_spec(ds)
-    s["scale"] = SCALE
-    if p["command"] in ("knn", "linear", "finetune"):
-        s.setdefault("mean", config["normalization"]["mean"])
-        s.setdefault("std", config["normalization"]["std"])
-    if p["command"] in ("knn", "linear"):
-        s.setdefault("feature_cache", f"{R}/cache/features")
-    if role is not None and p["command"] in ("knn", "linear", "finetune"):
-        s["expected_backbone"] = MODELS[role]["backbone"]
-    return s
-
-
-def protocol_inputs(protocol):
-    return dataset_inputs(*PROTOCOLS[protocol]["datasets"].values())
-
-
-def as_json(obj):
-    return json.dumps(obj, sort_keys=True)
+# The functions the rules call, bound to this config (mokd/workflow/matrix.py, settings.py and
+# launch_args.py; the tables' and figures' in specs.smk).
+export_dir = M.export_dir
+teacher = M.teacher
+label = M.label
+pair_label = M.pair_label
+resources_of = M.resources_of
+prepared_marker = M.prepared_marker
+dataset_inputs = M.dataset_inputs
+protocol_inputs = M.protocol_inputs
+pretrain_config = partial(settings.pretrain_config, M)
+protocol_settings = partial(settings.protocol_settings, M)
+gpu_resource = launch_args.gpu_resource
 
 
 # User-provided datasets (ImageNet, CIFAR, COCO at paper scale) are checked when the workflow is read, so
@@ -182,7 +89,3 @@ def check_user_datasets():
             "datasets missing, nothing was started:\n  " + "\n  ".join(MISSING_DATASETS)
             + "\nSet their paths in your config (see config/paper.yaml) and run again."
         )
-
-
-def resources_of(kind):
-    return config["resources"][kind]

@@ -4,7 +4,8 @@
 # killed or timed-out job resumes instead of restarting, and a config change sets the old checkpoint
 # aside instead of deleting it.
 #
-# How the training itself runs is config["launch"]["pretrain"] (mokd/launch.py, docs/CLUSTER.md):
+# How the training itself runs is config["launch"]["pretrain"] (mokd/launch.py, docs/CLUSTER.md; its
+# options from the config: mokd/workflow/launch_args.py):
 #   inprocess       in the Snakemake job's own process (with the slurm profile: inside the SLURM job
 #                   that the executor plugin submits, with the `gpu` resource of resources.pretrain);
 #   submitit-local  in a child process started through submitit (same code and numbers; its log in
@@ -18,8 +19,7 @@
 # pre-training runs never reruns a finished one (a rerun would re-export its teachers and re-measure
 # the peak memory of Table S3 in a process that did not train).
 
-from mokd.launch import workflow_launch_args
-from mokd.workflow.configs import pretrain_key_origin
+from mokd.workflow.launch_args import workflow_launch_args
 
 PRETRAIN_ON_SLURM = config["launch"]["pretrain"] == "slurm"
 PRETRAIN_RESOURCES = (
@@ -33,19 +33,11 @@ PRETRAIN_RESOURCES = (
     }
 )
 
-# Every experiment's pre-training settings are validated before any job starts: a wrong key in
-# `pretrain`, `families` or an experiment's overrides would otherwise only fail in its own job, after
-# other jobs were submitted.
-for _exp in EXPERIMENTS:
-    try:
-        validate(pretrain_config(_exp), "pretrain")
-    except ConfigError as _exc:
-        if _exc.key is None:
-            raise WorkflowError(f"invalid config: pre-training settings of experiment '{_exp}': {_exc}") from None
-        raise WorkflowError(
-            f"invalid config: config key '{pretrain_key_origin(config, _exp, _exc.key)}': {_exc.detail}"
-            f" (pre-training settings of experiment '{_exp}')"
-        ) from None
+# Every experiment's pre-training settings are validated before any job starts (naming the config key).
+try:
+    settings.check_pretrain_configs(M)
+except ConfigError as _exc:
+    raise WorkflowError(f"invalid config: {_exc}") from None
 
 
 rule pretrain:

@@ -1,0 +1,100 @@
+"""The settings each job gets: a pre-training's `python -m mokd pretrain` config and an evaluation
+protocol's settings, each built from its own slice of the workflow config (so that editing one
+experiment or protocol reruns only its jobs)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mokd.config import ConfigError, deep_merge, validate
+from mokd.workflow.configs import pretrain_key_origin
+from mokd.workflow.matrix import Matrix
+
+# Experiment keys that are not pre-training settings (every other key overrides `pretrain`).
+MATRIX_KEYS = ("models", "lambda", "dataset")
+# Commands whose settings take the normalisation, and those that cache features.
+NORMALISED_COMMANDS = ("knn", "linear", "finetune")
+CACHING_COMMANDS = ("knn", "linear")
+
+
+def pretrain_settings(
+    config: Mapping[str, Any],
+    roles: Sequence[str],
+    lambdas: Sequence[float],
+    dataset: str = "pretrain",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The pre-training config (not validated) of a pair (two roles) or of a DINO baseline (one role):
+    the scale's `pretrain` section, the normalisation, the baseline's terms (L_sm only), the pair's
+    T-Head width (the widest ViT's), the overrides, and each model's family settings, backbone, lambda."""
+    pair = len(roles) == 2
+    cfg = copy.deepcopy(config["pretrain"])
+    cfg["data"] = copy.deepcopy(config["datasets"][dataset]["spec"])
+    norm = config["normalization"]
+    cfg["crops"] = {**cfg.get("crops", {}), "mean": norm["mean"], "std": norm["std"]}
+    if not pair:  # the DINO baseline: L_sm only
+        cfg["losses"] = {**cfg.get("losses", {}), "self_thead": False, "cross_mlp": False, "cross_thead": False}
+    models = config["models"]
+    vit_widths = [models[r]["width"] for r in roles if models[r]["family"] == "vit"]
+    if pair and vit_widths:  # authors: D is the ViT's width
+        cfg["t_head"] = {**cfg.get("t_head", {}), "dim": max(vit_widths)}
+    if overrides:
+        cfg = deep_merge(cfg, dict(overrides))
+    entries = []
+    for role, lam in zip(roles, lambdas):
+        m = models[role]
+        entry = deep_merge(config["families"][m["family"]], {"name": role, "backbone": m["backbone"]})
+        entry["lambda"] = lam
+        entries.append(entry)
+    cfg["models"] = entries
+    return cfg
+
+
+def pretrain_config(matrix: Matrix, exp: str) -> dict[str, Any]:
+    """The full `python -m mokd pretrain` config of one experiment of the matrix (not validated)."""
+    e = matrix.experiments[exp]
+    lambdas = e["lambda"] if len(e["models"]) == 2 else [1.0]
+    overrides = {k: v for k, v in e.items() if k not in MATRIX_KEYS}
+    return pretrain_settings(matrix.config, e["models"], lambdas, e.get("dataset", "pretrain"), overrides)
+
+
+def check_pretrain_configs(matrix: Matrix) -> None:
+    """Validate every experiment's pre-training config (before any job starts: a wrong key in `pretrain`,
+    `families` or an experiment's overrides would otherwise only fail in its own job). ConfigError
+    names the workflow config key the wrong key comes from."""
+    for exp in matrix.experiments:
+        try:
+            validate(pretrain_config(matrix, exp), "pretrain")
+        except ConfigError as exc:
+            where = f"pre-training settings of experiment '{exp}'"
+            if exc.key is None:
+                raise ConfigError(f"{where}: {exc}") from None
+            key = pretrain_key_origin(matrix.config, exp, exc.key)
+            raise ConfigError(f"config key '{key}': {exc.detail} ({where})", key=key, detail=exc.detail) from None
+
+
+def protocol_settings(matrix: Matrix, protocol: str, role: str | None = None) -> dict[str, Any]:
+    """The settings of one evaluation protocol, its datasets resolved; with `role`, the backbone the
+    evaluated checkpoint must hold."""
+    p = matrix.protocols[protocol]
+    s = copy.deepcopy(p["settings"])
+    for key, ds in p["datasets"].items():
+        s[key] = matrix.dataset_spec(ds)
+    s["scale"] = matrix.scale
+    norm = matrix.config["normalization"]
+    if p["command"] in NORMALISED_COMMANDS:
+        s.setdefault("mean", norm["mean"])
+        s.setdefault("std", norm["std"])
+    if p["command"] in CACHING_COMMANDS:
+        s.setdefault("feature_cache", f"{matrix.results}/cache/features")
+    if role is not None and p["command"] in NORMALISED_COMMANDS:
+        s["expected_backbone"] = matrix.models[role]["backbone"]
+    return s
+
+
+def as_json(obj: Any) -> str:
+    """Settings as one command-line argument (sorted keys: the same settings, the same string)."""
+    return json.dumps(obj, sort_keys=True)

@@ -1,0 +1,82 @@
+"""The spec `python -m mokd table` renders: a registered table's rows (mokd/workflow/table_specs.py)
+with its title, caption and footer, and what the table rule and the `cost` rule read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mokd.config import config_hash
+from mokd.workflow.matrix import Matrix
+from mokd.workflow.settings import pretrain_config, protocol_settings
+from mokd.workflow.table_specs import TABLES
+
+
+def caption(m: Matrix, roles: list[str]) -> str:
+    """The scale and its stand-in models (e.g. `R50 = ResNet-18 at 32 px`)."""
+    s = m.config["scale"]
+    stand = "; ".join(f"{m.label(r)} = {m.models[r]['stand_in']}" for r in roles if m.models[r].get("stand_in"))
+    text = f"Scale '{s['name']}': {s['description'].strip()}."
+    return text + (f" Models: {stand}." if stand else "")
+
+
+def cell_files(rows: list[dict[str, Any]]) -> list[str]:
+    """Every metrics file the cells of these rows read, in order (with repeats)."""
+    files: list[str] = []
+    for row in rows:
+        for c in row["cells"].values():
+            paths = c.get("metrics")
+            files += paths if isinstance(paths, list) else ([paths] if paths else [])
+    return files
+
+
+def table_config_hash(m: Matrix, rows: list[dict[str, Any]]) -> str:
+    """Hash of the config slices a table's numbers come from (its experiments and protocols), so that
+    editing one experiment reruns only the tables that show it."""
+    exps, protocols = set(), set()
+    for path in cell_files(rows):
+        parts = Path(path).parts
+        i = len(parts) - 4  # .../eval/<exp>/<role>/<protocol>.json
+        if parts[i] == "eval":
+            exps.add(parts[i + 1])
+            protocols.add(Path(path).stem)
+    return config_hash({
+        "scale": m.config["scale"],
+        "experiments": {e: pretrain_config(m, e) for e in sorted(exps)},
+        "protocols": {p: protocol_settings(m, p) for p in sorted(protocols)},
+    })
+
+
+def table_spec(m: Matrix, table: str, code_version: str) -> dict[str, Any]:
+    """The full spec of a registered table, its rows from the config's `tables.<table>` entry."""
+    entry = TABLES[table]
+    body = entry.build(m, m.config["tables"][table])
+    return {
+        "id": table,
+        "title": entry.title,
+        "caption": caption(m, sorted(set(body.roles), key=list(m.models).index)),
+        "reconstructed": entry.reconstructed,
+        "columns": [{"key": k, "label": label} for k, label in body.columns],
+        "derived": [{"key": k, "label": label, "minus": list(minus)} for k, label, minus in body.derived],
+        "rows": body.rows,
+        "notes": list(body.notes),
+        "decimals": body.decimals,
+        "footer": {"config_hash": table_config_hash(m, body.rows), "code_version": code_version},
+    }
+
+
+def table_inputs(m: Matrix, table: str) -> list[str]:
+    """Every metrics file a table reads (its rows only: no footer, no config hash)."""
+    entry = TABLES[table]
+    return sorted(set(cell_files(entry.build(m, m.config["tables"][table]).rows)))
+
+
+def cost_inputs(m: Matrix) -> list[str]:
+    """The export folders whose summaries Table S3's time and memory come from."""
+    t = m.config["tables"]["s3"]
+    return [m.export_dir(e) for e in t["dino"] + [t["mokd"]]]
+
+
+def cost_settings(m: Matrix) -> dict[str, Any]:
+    t = m.config["tables"]["s3"]
+    return {"scale": m.scale, "rows": [{"name": "DINO", "runs": list(t["dino"])}, {"name": "MOKD", "runs": [t["mokd"]]}]}

@@ -1,0 +1,35 @@
+"""What the workflow makes: every table and figure of the config (rule `all`), and one named target
+rule per registered table and figure (`snakemake table_t1`, `snakemake figure_f4`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mokd.workflow.figures import FIGURES
+from mokd.workflow.table_specs import TABLES
+
+TABLE_FORMATS = ("md", "tex")
+FIGURE_FORMATS = ("png", "pdf")
+
+
+def table_files(results: str, table: str) -> list[str]:
+    return [f"{results}/tables/table_{table}.{ext}" for ext in TABLE_FORMATS]
+
+
+def figure_files(results: str, fig: str) -> list[str]:
+    return [f"{results}/figures/{fig}.{ext}" for ext in FIGURE_FORMATS]
+
+
+def all_targets(config: dict[str, Any]) -> list[str]:
+    """The files of every table and figure the config lists, tables first."""
+    results = config["scale"]["results"]
+    tables = [f for t in config["tables"] for f in table_files(results, t)]
+    figures = [f for fig in config["figures"] for f in figure_files(results, fig)]
+    return tables + figures
+
+
+def named_targets(results: str) -> dict[str, list[str]]:
+    """{rule name: its files} of every registered table (`table_<id>`) and figure (`figure_<id>`)."""
+    targets = {f"table_{t}": table_files(results, t) for t in TABLES}
+    targets.update({f"figure_{f}": figure_files(results, name) for f, name in FIGURES.items()})
+    return targets

@@ -1,0 +1,212 @@
+"""The workflow's logic (mokd/workflow/) without Snakemake: job settings, table and figure specs, the
+registry of tables and figures, named targets and launch options."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mokd.config import ConfigError, validate
+from mokd.workflow import configs, figures, settings, specs, targets
+from mokd.workflow.launch_args import gpu_resource, workflow_launch_args
+from mokd.workflow.matrix import Matrix
+from mokd.workflow.table_specs import TABLES, Body, cell, table
+
+REPO = Path(__file__).resolve().parents[2]
+PAPER_TABLES = ["t1", "t2", "t3", "t4", "t5", "t6", "s1", "s2", "s3"]
+
+
+def load(name: str, **overrides: Any) -> dict[str, Any]:
+    return configs.load_workflow_config([f"config/{name}.yaml"], overrides or None, root=REPO)
+
+
+@pytest.fixture(scope="module")
+def test_config() -> dict[str, Any]:
+    return load("test")
+
+
+@pytest.fixture()
+def m(test_config: dict[str, Any]) -> Matrix:
+    return Matrix(copy.deepcopy(test_config))
+
+
+# ---------------------------------------------------------------------------------- job settings
+def test_pair_and_baseline_pretrain_configs(m: Matrix) -> None:
+    pair = settings.pretrain_config(m, "mokd_r50_vit_s")
+    assert [x["name"] for x in pair["models"]] == ["r50", "vit_s"]
+    assert [x["lambda"] for x in pair["models"]] == [1.0, 0.1]
+    assert pair["t_head"]["dim"] == m.models["vit_s"]["width"]  # D is the ViT's width
+    assert pair["crops"]["mean"] == m.config["normalization"]["mean"]
+    dino = settings.pretrain_config(m, "dino_r50")
+    assert [x["lambda"] for x in dino["models"]] == [1.0]
+    assert dino["losses"]["self_thead"] is dino["losses"]["cross_mlp"] is dino["losses"]["cross_thead"] is False
+    validate(pair, "pretrain"), validate(dino, "pretrain")
+
+
+def test_an_experiments_overrides_and_dataset(m: Matrix) -> None:
+    cfg = settings.pretrain_config(m, "in100_cm")
+    assert cfg["losses"]["self_thead"] is False and cfg["losses"]["cross_thead"] is False
+    assert cfg["data"] == m.dataset_spec("pretrain_100")
+    assert "dataset" not in cfg and "lambda" not in cfg  # matrix keys are not pre-training settings
+
+
+def test_a_wrong_pretrain_key_names_the_workflow_key(m: Matrix) -> None:
+    settings.check_pretrain_configs(m)
+    m.config["families"]["vit"]["optimizer"]["lrr"] = 1
+    with pytest.raises(ConfigError, match=r"config key 'families\.vit\.optimizer\.lrr'.*experiment '"):
+        settings.check_pretrain_configs(m)
+
+
+def test_protocol_settings(m: Matrix) -> None:
+    knn = settings.protocol_settings(m, "knn", "r18")
+    assert knn["scale"] == "test" and knn["feature_cache"] == "results/test/cache/features"
+    assert knn["expected_backbone"] == m.models["r18"]["backbone"] and knn["mean"] == m.config["normalization"]["mean"]
+    for key, ds in m.protocols["knn"]["datasets"].items():
+        assert knn[key] == m.dataset_spec(ds)
+    detect = settings.protocol_settings(m, "detection", "r50")
+    assert "mean" not in detect and "feature_cache" not in detect and "expected_backbone" not in detect
+    assert "expected_backbone" not in settings.protocol_settings(m, "knn")
+
+
+def test_matrix_check_names_the_key(m: Matrix) -> None:
+    m.check()
+    m.config["experiments"]["mokd_r50_vit_s"]["models"] = ["r50", "vit_x"]
+    with pytest.raises(ConfigError, match=r"config key 'experiments\.mokd_r50_vit_s\.models': unknown model 'vit_x'"):
+        m.check()
+
+
+def test_paths_and_dataset_inputs(m: Matrix) -> None:
+    assert m.teacher("dino_r18", "r18") == "results/test/pretrain/dino_r18/export/teacher_r18.pt"
+    assert m.metrics("dino_r18", "r18", "knn") == "results/test/eval/dino_r18/r18/knn.json"
+    assert m.protocol_inputs("knn") == [m.prepared_marker("fashion_mnist")]
+    assert m.pair_key("mokd_r50_vit_s") == "R50-ViT-S" and m.pair_label("mokd_r50_vit_s") == "R50–ViT-S"
+
+
+# ------------------------------------------------------------------------------------- tables
+@pytest.mark.parametrize("scale", ["test", "default", "paper"])
+def test_every_table_of_every_scale_builds(scale: str) -> None:
+    m = Matrix(load(scale))
+    assert list(m.config["tables"]) == PAPER_TABLES == list(TABLES)
+    for t in TABLES:
+        spec = specs.table_spec(m, t, "v0")
+        assert spec["id"] == t and spec["title"] == TABLES[t].title and spec["footer"]["code_version"] == "v0"
+        columns = {c["key"] for c in spec["columns"]}
+        for row in spec["rows"]:
+            assert set(row["cells"]) <= columns
+        files = specs.table_inputs(m, t)
+        assert files and all(f.startswith(f"{m.results}/eval/") for f in files)
+
+
+def test_table_rows_read_the_right_metrics(m: Matrix) -> None:
+    t1 = specs.table_spec(m, "t1", "v0")
+    row = next(r for r in t1["rows"] if r["key"] == "R50@R50-ViT-S")
+    assert row["cells"]["knn_dino"]["metrics"] == m.metrics("dino_r50", "r50", "knn")
+    assert row["cells"]["knn_mokd"]["metrics"] == m.metrics("mokd_r50_vit_s", "r50", "knn")
+    assert {"key": "knn_gain", "label": "knn Δ", "minus": ["knn_mokd", "knn_dino"]} in t1["derived"]
+    s3 = specs.table_spec(m, "s3", "v0")
+    assert s3["decimals"] == 2 and m.cost_metrics() in specs.table_inputs(m, "s3")
+    assert specs.cost_inputs(m) == [m.export_dir(e) for e in ["dino_r50", "dino_vit_s", "mokd_r50_vit_s"]]
+
+
+def test_a_table_hash_changes_only_with_what_it_shows(m: Matrix) -> None:
+    before = {t: specs.table_spec(m, t, "v0")["footer"]["config_hash"] for t in ("s2", "t5")}
+    m.config["experiments"]["in100_mokd_depth1"]["epochs"] = 99  # shown in S2 only
+    after = {t: specs.table_spec(m, t, "v0")["footer"]["config_hash"] for t in ("s2", "t5")}
+    assert after["s2"] != before["s2"] and after["t5"] == before["t5"]
+
+
+def test_a_missing_baseline_is_a_config_error(m: Matrix) -> None:
+    del m.config["experiments"]["dino_r50"]
+    with pytest.raises(ConfigError, match="DINO baseline 'dino_r50'"):
+        specs.table_inputs(m, "t1")
+
+
+def test_the_schema_allows_exactly_the_registered_tables(test_config: dict[str, Any]) -> None:
+    schema = configs.workflow_schema(root=REPO)
+    assert list(schema["properties"]["tables"]["properties"]) == list(TABLES)
+    with pytest.raises(ConfigError, match=r"config key 'tables\.t7': unknown key.*allowed keys here"):
+        load("test", tables={"t7": {"pairs": []}})
+
+
+@pytest.fixture()
+def extra_table() -> Iterator[str]:
+    """A table registered for one test (what adding a table to table_specs.py does)."""
+
+    @table("x1", "Table X1: R18 k-NN", "experiment, protocol")
+    def x1(m: Matrix, t: dict[str, Any]) -> Body:
+        rows = [{"key": "R18", "label": "R18", "cells": {"knn": cell(m, t["experiment"], "r18", t["protocol"])}}]
+        return Body([("knn", "k-NN")], rows, ["r18"])
+
+    yield "x1"
+    del TABLES["x1"]
+
+
+def test_adding_a_table_is_its_builder_and_its_config_entry(extra_table: str) -> None:
+    m = Matrix(load("test", tables={extra_table: {"experiment": "dino_r18", "protocol": "knn"}}))
+    assert specs.table_inputs(m, extra_table) == [m.metrics("dino_r18", "r18", "knn")]
+    assert specs.table_spec(m, extra_table, "v0")["title"] == "Table X1: R18 k-NN"
+    assert "table_x1" in targets.named_targets(m.results)
+    assert f"{m.results}/tables/table_x1.md" in targets.all_targets(m.config)
+    with pytest.raises(ValueError, match="registered twice"):
+        table(extra_table, "again", "")(TABLES[extra_table].build)
+
+
+# ---------------------------------------------------------------------------- figures, targets
+def test_figure_members_and_settings(m: Matrix) -> None:
+    members = figures.figure_members(m, "f4_tsne")
+    assert [(e, r) for e, r, _ in members] == [("mokd_r50_vit_s", "r50"), ("mokd_r50_vit_s", "vit_s"),
+                                               ("dino_r50", "r50"), ("dino_vit_s", "vit_s")]
+    s = figures.figure_settings(m, "f5_attention")
+    assert figures.figure_kind("f5_attention") == "attn-distance" and figures.figure_kind("f4_tsne") == "tsne"
+    assert s["methods"][0] == "DINO" and set(s["methods"][1:]) == {"MOKD"}
+    assert len(s["labels"]) == len(m.config["figures"]["f5_attention"]["models"]) and s["scale"] == "test"
+
+
+def test_named_targets_are_the_paper_tables_and_figures(test_config: dict[str, Any]) -> None:
+    named = targets.named_targets("results/x")
+    assert list(named) == [f"table_{t}" for t in PAPER_TABLES] + ["figure_f4", "figure_fs1", "figure_f5", "figure_fs2"]
+    assert named["table_s2"] == ["results/x/tables/table_s2.md", "results/x/tables/table_s2.tex"]
+    assert named["figure_f5"] == ["results/x/figures/f5_attention.png", "results/x/figures/f5_attention.pdf"]
+    assert set(figures.FIGURES.values()) == set(test_config["figures"])
+    every = targets.all_targets(test_config)
+    assert {f for files in named.values() for f in files} == {f.replace("results/test", "results/x") for f in every}
+
+
+# ------------------------------------------------------------------------------ launch options
+def test_workflow_launch_options() -> None:
+    """config["launch"] -> `mokd pretrain` options; unset sizes from resources.pretrain."""
+    from mokd import launch
+
+    res = {"threads": 10, "gpus": 8, "mem_mb": 480000, "runtime": 10080}
+    unset = {"nodes": 1, "gpus_per_node": None, "cpus_per_task": None, "mem_gb": None, "timeout_min": None,
+             "max_num_timeout": 3, "partition": None, "account": None}
+    assert workflow_launch_args({**unset, "pretrain": "inprocess"}, res) == ""
+    args = workflow_launch_args({**unset, "pretrain": "slurm", "partition": "gpu a", "timeout_min": 2880}, res)
+    assert args == ("--launcher slurm --nodes 1 --gpus-per-node 8 --cpus-per-task 10 --timeout-min 2880 "
+                    "--max-num-timeout 3 --mem-gb 480 --partition 'gpu a'")
+    small = {"threads": 1, "mem_mb": 4000, "runtime": 60}
+    local = workflow_launch_args({**unset, "pretrain": "submitit-local"}, small)
+    assert "--gpus-per-node 0 --cpus-per-task 1 --timeout-min 10080" in local  # no time limit to speak of locally
+    parser = argparse.ArgumentParser()
+    launch.add_arguments(parser)
+    parsed = parser.parse_args(args.replace("'gpu a'", "gpu_a").split())
+    assert (parsed.gpus_per_node, parsed.mem_gb, parsed.partition) == (8, 480.0, "gpu_a")
+    assert gpu_resource(res) == {"gpu": 8} and gpu_resource({"threads": 1}) == {} and gpu_resource({"gpus": 0}) == {}
+
+
+# --------------------------------------------------------------------------------- benchmarks
+def test_benchmarks_build_the_workflows_configs(test_config: dict[str, Any]) -> None:
+    """benchmarks/workflow_config.py uses the same code: the same config for a matrix experiment."""
+    from benchmarks import workflow_config as bench
+
+    m = Matrix(test_config)
+    for exp in ("mokd_r50_vit_s", "dino_r18", "mokd_r50_r18"):
+        expected = validate(settings.pretrain_config(m, exp), "pretrain")
+        assert bench.pretrain_config(test_config, list(m.experiments[exp]["models"])) == expected
+    knn = bench.protocol_settings(test_config, "knn", "/tmp/cache")
+    assert knn == {**settings.protocol_settings(m, "knn"), "feature_cache": "/tmp/cache"}
