@@ -9,7 +9,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from mokd.config import ConfigError, config_hash
+from mokd.config import ConfigError
 from mokd.provenance import code_version
 from mokd.workflow import launch_args, settings
 from mokd.workflow.configs import load_workflow_config, missing_user_datasets
@@ -44,8 +44,6 @@ SCALE = M.scale
 MODELS = M.models
 EXPERIMENTS = M.experiments
 PROTOCOLS = M.protocols
-# How jobs are launched and sized does not change a number: not part of the tables' config hash.
-CONFIG_HASH = config_hash({k: v for k, v in config.items() if k not in ("launch", "resources")})
 CODE_VERSION = code_version()
 
 
