@@ -1,6 +1,7 @@
-"""Build one results table (Markdown and LaTeX): our values, the paper's reported values and Δ.
+"""Build one results table (Markdown, LaTeX, HTML): our values, and the paper's reported values and Δ.
 
-`python -m mokd table --spec SPEC [--reported config/reported.csv] --out-md X.md --out-tex X.tex`
+`python -m mokd table --spec SPEC [--reported config/reported.csv] --out-md X.md --out-tex X.tex
+ [--out-tex-vs-paper X_vs_paper.tex] [--out-html X.html]`
 
 SPEC is a JSON file or an inline JSON string (one that starts with "{"):
 
@@ -19,17 +20,21 @@ SPEC is a JSON file or an inline JSON string (one that starts with "{"):
                "cells": {"knn_dino": {"metrics": "results/.../knn.json", "value": "metrics.top1"}}}]}
 
 A cell reads our value from its metrics JSON at the dotted path `value` (default "metrics.top1"; a
-`metrics` list reads the value from each file and joins them with `join`, default "/"; a
-list element by its index); the value is a number or a text ("97+94"). `"metrics": null`, or no cell,
-means no value of ours ("—"); `"text": <literal>` gives our value directly (instead of `metrics`).
-Relative metrics paths are relative to the current directory.
+list element by its index); the value is a number or a text ("97+94"). A `metrics` list reads the
+value from each file: `"join": "mean"` takes them as seeds of one run and shows `mean ± std (n)`
+(sample std); any other `join` (default "/") joins them as text ("72.1/73.8", several runs).
+`"metrics": null`, or no cell, means no value of ours ("—"); `"text": <literal>` gives our value
+directly (instead of `metrics`). Relative metrics paths are relative to the current directory.
 
-Reported values come from the CSV (`mokd.tables.reported`), looked up by (id upper-case, row key,
-column key); unknown ones show "n/a". Every column shows ours, reported and Δ = ours − reported (when
-both are numbers; our numbers are first rounded half-up to the shown decimals, so Δ matches the page). A derived column computes `a − b` of its two `minus` columns (base or earlier
-derived), for ours and for reported separately; its reported value takes the lowest confidence of
-the two. Low-confidence reported values are flagged with † and explained, with their source, in the
-notes. Footer defaults: code_version of this checkout, config_hash of the spec itself.
+The table has two views in the spec's rows and columns (`mokd.tables.views`), one value per cell:
+ours, and the paper's reported value with Δ = ours − reported in parentheses. Reported values come
+from the CSV (`mokd.tables.reported`), looked up by (id upper-case, row key, column key); unknown ones
+show "n/a". Δ needs two numbers; our numbers are first rounded half-up to the shown decimals, so Δ
+matches the page. A derived column computes `a − b` of its two `minus` columns (base or earlier
+derived), for ours and for reported separately, and stands right after the later of the two; its
+reported value takes the lowest confidence of the two. Low-confidence reported values are flagged
+with † and explained, with their source, in the notes. A caption ending in "Models: A = x; B = y."
+keeps the model names and moves that legend to a list under the table. Footer defaults: code_version of this checkout, config_hash of the spec itself.
 Bad input (spec, metrics, reported CSV) exits with code 2 and a message naming the file/row/column.
 """
 
@@ -37,11 +42,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,35 +53,18 @@ import pandas as pd
 from mokd.atomic import write_text
 from mokd.config import config_hash
 from mokd.provenance import code_version
+from mokd.tables.cells import FLAG, Cell, Value, fmt_value, number_of, round_half_up
 from mokd.tables.reported import CONFIDENCES, Reported, TableError, load_reported, lookup
-from mokd.tables.render import render_latex, render_markdown
+from mokd.tables.render import render_html, render_latex, render_markdown
+from mokd.tables.stats import aggregate
+from mokd.tables.views import View, build_views, split_caption
 
-NO_VALUE = "—"
-UNKNOWN = "n/a"
-FLAG = "†"
-PARTS = ("ours", "reported", "Δ")
 SPEC_KEYS = {"id", "title", "reconstructed", "caption", "notes", "footer", "decimals", "row_header",
              "latex_resize", "columns", "derived", "rows"}
 REQUIRED_KEYS = ("id", "title", "reconstructed", "columns", "rows")
-RECONSTRUCTED = ("Layout reconstructed: the main paper's table was not available as text, so its rows and "
-                 "columns are reconstructed from the protocols described in the supplementary material.")
+RECONSTRUCTED = "Layout reconstructed from the protocols (the main paper's table was not available as text)."
 OWN_LAYOUT = "Layout: the rows and columns of the paper's own table."
-LEGEND = (f"Each column gives our value, the paper's reported value ({UNKNOWN}: not known) and "
-          f"Δ = ours − reported; {NO_VALUE}: no value.")
-
-Value = float | str | None
-
-
-@dataclass(frozen=True)
-class Cell:
-    ours: Value
-    reported: Reported | None
-
-    @property
-    def delta(self) -> float | None:
-        if isinstance(self.ours, float) and self.reported is not None and self.reported.is_number:
-            return self.ours - float(self.reported.value)
-        return None
+MEAN = "mean"  # the `join` of a cell whose metrics files are seeds of one run: mean ± std (n)
 
 
 # ---------------------------------------------------------------- spec
@@ -225,19 +211,19 @@ def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) ->
             raise TableError(f"{where}: {exc}") from None
     if len(values) == 1 and not isinstance(cell["metrics"], list):
         return values[0]
+    if cell.get("join") == MEAN:  # several seeds of one run: mean ± std (n)
+        numbers = [v for v in values if isinstance(v, float)]
+        if len(numbers) != len(values):
+            raise TableError(f"{where}: 'join': 'mean' needs numbers, got {values!r}")
+        return aggregate(numbers)
     # Several runs in one cell (Table S3's "72.1/73.8"): one decimal each, joined.
     return cell.get("join", "/").join(fmt_value(round_half_up(v, 1), 1) for v in values)
 
 
-def round_half_up(value: Value, decimals: int) -> Value:
-    """Numbers rounded as shown (61.25 -> 61.3), so that every Δ agrees with the printed values."""
-    if not isinstance(value, float) or not math.isfinite(value):
-        return value
-    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
-
-
 def _minus(a: Value, b: Value) -> float | None:
-    return a - b if isinstance(a, float) and isinstance(b, float) else None
+    """a − b of two cells' numbers (a seed Stat by its mean)."""
+    x, y = number_of(a), number_of(b)
+    return x - y if x is not None and y is not None else None
 
 
 def derive_reported(a: Reported | None, b: Reported | None) -> Reported | None:
@@ -268,43 +254,9 @@ def compute_cells(spec: dict[str, Any], reported: pd.DataFrame) -> dict[str, dic
     return out
 
 
-# ---------------------------------------------------------------- frame, notes, output
+# ---------------------------------------------------------------- views, notes, output
 def _decimals(spec: dict[str, Any], col: dict[str, Any]) -> int:
     return int(col.get("decimals", spec["decimals"]))
-
-
-def fmt_number(value: float, decimals: int, signed: bool = False) -> str:
-    if round(value, decimals) == 0:
-        value = 0.0  # no "-0.0"
-    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
-
-
-def fmt_value(value: Value, decimals: int) -> str:
-    if value is None:
-        return NO_VALUE
-    return fmt_number(value, decimals) if isinstance(value, float) else value
-
-
-def fmt_cell(cell: Cell, decimals: int) -> list[str]:
-    """[ours, reported, Δ] as shown."""
-    rep = UNKNOWN
-    if cell.reported is not None:
-        rep = fmt_value(cell.reported.value, decimals) + (FLAG if cell.reported.flagged else "")
-    delta = NO_VALUE if cell.delta is None else fmt_number(cell.delta, decimals, signed=True)
-    return [fmt_value(cell.ours, decimals), rep, delta]
-
-
-def build_frame(spec: dict[str, Any], cells: dict[str, dict[str, Cell]]) -> pd.DataFrame:
-    """Formatted strings; columns (group label, part), the first one (row header, "")."""
-    cols = spec["columns"] + spec["derived"]
-    header = [(spec["row_header"], "")] + [(c["label"], p) for c in cols for p in PARTS]
-    data = []
-    for row in spec["rows"]:
-        line = [row["label"]]
-        for c in cols:
-            line += fmt_cell(cells[row["key"]][c["key"]], _decimals(spec, c))
-        data.append(line)
-    return pd.DataFrame(data, columns=pd.MultiIndex.from_tuples(header))
 
 
 def table_notes(spec: dict[str, Any], cells: dict[str, dict[str, Cell]]) -> list[str]:
@@ -332,9 +284,11 @@ def footer_line(spec: dict[str, Any]) -> str:
     return " · ".join([f"Config hash: {footer['config_hash']}", f"code version: {footer['code_version']}", *extra])
 
 
-def full_caption(spec: dict[str, Any]) -> str:
+def full_caption(spec: dict[str, Any]) -> tuple[str, list[str]]:
+    """(caption: the spec's, brief, and the layout it follows; the model legend as footnote items)."""
+    brief, models = split_caption(spec["caption"])
     layout = RECONSTRUCTED if spec["reconstructed"] else OWN_LAYOUT
-    return " ".join(p for p in (spec["caption"].strip(), layout, LEGEND) if p)
+    return " ".join(p for p in (brief, layout) if p), models
 
 
 def latex_title(spec: dict[str, Any]) -> str:
@@ -344,31 +298,53 @@ def latex_title(spec: dict[str, Any]) -> str:
     return title if not title or title[-1] in ".:;!?" else title + "."
 
 
-def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
-    """(frame, Markdown, LaTeX) of a validated spec."""
+@dataclass(frozen=True)
+class Rendered:
+    """A built table: its views (ours, paper) and every file's text."""
+
+    views: list[View]
+    md: str
+    tex: str
+    tex_vs_paper: str
+    html: str
+
+
+def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> Rendered:
+    """The views and renderings of a validated spec."""
     cells = compute_cells(spec, reported)
-    frame = build_frame(spec, cells)
-    notes, footer, caption = table_notes(spec, cells), footer_line(spec), full_caption(spec)
-    md = render_markdown(frame, spec["title"], caption, notes, footer)
-    tex = render_latex(frame, spec["id"], latex_title(spec), caption, notes, footer, spec["latex_resize"])
-    return frame, md, tex
+    views = build_views(spec, cells)
+    notes, footer = table_notes(spec, cells), footer_line(spec)
+    caption, models = full_caption(spec)
+    md = render_markdown(spec["title"], caption, views, notes, models, footer)
+    page = render_html(spec["title"], caption, views, notes, models, footer)
+    ours, paper = views
+    title, resize = latex_title(spec), spec["latex_resize"]
+    model_note = [f"Models: {'; '.join(models)}."] if models else []
+    tex = render_latex(ours, spec["id"], title, caption, [ours.legend, *spec["notes"], *model_note, footer], resize)
+    tex_paper = render_latex(paper, f"{spec['id']}_vs_paper", f"{title} Published values and Δ.", caption,
+                             [paper.legend, *notes, *model_note, footer], resize)
+    return Rendered(views, md, tex, tex_paper, page)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", required=True, help="table spec: a JSON file or an inline JSON string")
     parser.add_argument("--reported", default="config/reported.csv", help="the paper's reported numbers (CSV)")
     parser.add_argument("--out-md", default=None, help="Markdown file to write")
-    parser.add_argument("--out-tex", default=None, help="LaTeX file to write")
+    parser.add_argument("--out-tex", default=None, help="LaTeX file to write (our values)")
+    parser.add_argument("--out-tex-vs-paper", default=None,
+                        help="LaTeX file to write: the paper's values and Δ, in the same rows and columns")
+    parser.add_argument("--out-html", default=None, help="HTML page to write (both views; for the report)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.out_md and not args.out_tex:
-        raise TableError("give --out-md and/or --out-tex")
+    outputs = (args.out_md, args.out_tex, args.out_tex_vs_paper, args.out_html)
+    if not any(outputs):
+        raise TableError("give at least one of --out-md, --out-tex, --out-tex-vs-paper, --out-html")
     spec = load_spec(args.spec)
-    _, md, tex = build_table(spec, load_reported(args.reported))
-    for path, text in ((args.out_md, md), (args.out_tex, tex)):
+    built = build_table(spec, load_reported(args.reported))
+    for path, text in zip(outputs, (built.md, built.tex, built.tex_vs_paper, built.html)):
         if path:
             write_text(path, text)
-    print(f"[mokd] table {spec['id']}: {len(spec['rows'])} rows -> "
-          f"{', '.join(p for p in (args.out_md, args.out_tex) if p)}", file=sys.stderr)
+    print(f"[mokd] table {spec['id']}: {len(spec['rows'])} rows -> {', '.join(p for p in outputs if p)}",
+          file=sys.stderr)
     return 0

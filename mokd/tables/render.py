@@ -1,15 +1,19 @@
-"""Markdown (tabulate, pipe format) and LaTeX (booktabs) renderings of one table's DataFrame.
+"""Markdown (tabulate, pipe format), LaTeX (booktabs) and HTML renderings of a table's views.
 
-The frame holds formatted strings; its columns are a two-level MultiIndex (group label, part) whose
-first column is the row label, (row header, ""). Both renderings take the same frame.
+Each view (`mokd.tables.views.View`) holds a frame of formatted strings whose first column is the row
+label. The Markdown file holds every view, one after the other; LaTeX gets one `table` float per view;
+the HTML page (for the Snakemake report) holds every view like the Markdown.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
 import pandas as pd
 from tabulate import tabulate
+
+from mokd.tables.views import View
 
 _LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -24,64 +28,104 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in str(text))
 
 
-def markdown_headers(frame: pd.DataFrame) -> list[str]:
-    return [" ".join(part for part in col if part) for col in frame.columns]
+def _notes_markdown(notes: list[str], models: list[str]) -> str:
+    lines = [f"- {n}" for n in notes]
+    if models:
+        lines.append("- Models (stand-ins of the paper's networks at this scale):")
+        lines += [f"  - {m}" for m in models]
+    return "Notes:\n\n" + "\n".join(lines)
 
 
-def render_markdown(frame: pd.DataFrame, title: str, caption: str, notes: list[str], footer: str) -> str:
-    """Heading, caption, pipe table, notes as a list, footer line."""
-    table = tabulate(
-        frame.values.tolist(), headers=markdown_headers(frame), tablefmt="pipe", disable_numparse=True,
-        colalign=["left"] + ["right"] * (frame.shape[1] - 1),
-    )
-    parts = [f"## {title}", caption, table]
-    if notes:
-        parts.append("Notes:\n\n" + "\n".join(f"- {n}" for n in notes))
+def pipe_table(frame: pd.DataFrame) -> str:
+    """A pipe table: row labels left-aligned, values right-aligned, no number re-formatting."""
+    return tabulate(frame.values.tolist(), headers=[str(c) for c in frame.columns], tablefmt="pipe",
+                    disable_numparse=True, colalign=["left"] + ["right"] * (frame.shape[1] - 1))
+
+
+def render_markdown(title: str, caption: str, views: list[View], notes: list[str], models: list[str],
+                    footer: str) -> str:
+    """Heading, caption, each view (sub-heading, pipe table, legend), notes with the model list, footer."""
+    parts = [f"## {title}", caption]
+    for view in views:
+        parts += [f"### {view.heading}", pipe_table(view.frame), view.legend]
+    if notes or models:
+        parts.append(_notes_markdown(notes, models))
     parts.append(footer)
     return "\n\n".join(parts) + "\n"
 
 
-def _cmidrules(frame: pd.DataFrame) -> str:
-    """`\\cmidrule(lr){a-b}` under each multi-column group header (1-based LaTeX column numbers)."""
+def _cmidrules(groups: list[str]) -> str:
+    """`\\cmidrule(lr){a-b}` under each named group of columns (1-based LaTeX column numbers)."""
     rules, start = [], 0
-    groups = [col[0] for col in frame.columns]
     for i in range(1, len(groups) + 1):
         if i == len(groups) or groups[i] != groups[start]:
-            if i - start > 1:
+            if groups[start] and i - start > 1:
                 rules.append(rf"\cmidrule(lr){{{start + 1}-{i}}}")
             start = i
     return " ".join(rules)
 
 
-def render_latex(
-    frame: pd.DataFrame, table_id: str, title: str, caption: str, notes: list[str], footer: str,
-    resize: bool = False,
-) -> str:
-    """A `table` float: \\caption, \\label{tab:<id>}, booktabs tabular, notes and footer in small print."""
-    escaped = frame.map(latex_escape)
-    escaped.columns = pd.MultiIndex.from_tuples([tuple(latex_escape(p) for p in c) for c in frame.columns])
-    tabular = escaped.to_latex(
-        index=False, escape=False, multicolumn=True, multicolumn_format="c",
-        column_format="l" + "r" * (frame.shape[1] - 1),
-    ).strip()
-    rules = _cmidrules(frame)
+def render_latex(view: View, label: str, title: str, caption: str, small: list[str], resize: bool = False) -> str:
+    """A `table` float of one view: \\caption, \\label{tab:<label>}, booktabs tabular, then `small`
+    (legend, notes, footer) in small print."""
+    escaped = view.frame.map(latex_escape)
+    grouped = any(group for group, _ in view.header)
+    if grouped:
+        escaped.columns = pd.MultiIndex.from_tuples([tuple(latex_escape(p) for p in h) for h in view.header])
+    else:
+        escaped.columns = pd.Index([latex_escape(c) for c in view.frame.columns])
+    tabular = escaped.to_latex(index=False, escape=False, multicolumn=True, multicolumn_format="c",
+                               column_format="l" + "r" * (view.frame.shape[1] - 1)).strip()
+    rules = _cmidrules([group for group, _ in view.header]) if grouped else ""
     if rules:  # after the first header line (the group labels)
         tabular = re.sub(r"(\\toprule\n[^\n]*\\\\\n)", lambda m: m.group(1) + rules + "\n", tabular, count=1)
     if resize:
         tabular = "\\resizebox{\\linewidth}{!}{%\n" + tabular + "%\n}"
-    small = [latex_escape(n) for n in notes] + [latex_escape(footer)]
     lines = [
         "% generated by `python -m mokd table`; needs \\usepackage{booktabs}"
         + (" and \\usepackage{graphicx}" if resize else ""),
         "\\begin{table}[t]",
         "\\centering",
         f"\\caption{{{latex_escape(title)} {latex_escape(caption)}}}",
-        f"\\label{{tab:{table_id}}}",
+        f"\\label{{tab:{label}}}",
         tabular,
         "\\par\\smallskip",
         "{\\footnotesize\\raggedright",
-        *[s + "\\par" for s in small],
+        *[latex_escape(s) + "\\par" for s in small],
         "}",
         "\\end{table}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<t{'h' if i == 0 else 'd'}>{html.escape(str(v))}</t{'h' if i == 0 else 'd'}>"
+                         for i, v in enumerate(row)) + "</tr>"
+        for row in frame.values.tolist()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = ("body{font-family:sans-serif;font-size:14px;margin:1em}table{border-collapse:collapse;margin:.5em 0}"
+        "th,td{padding:3px 8px;border-bottom:1px solid #ccc}td{text-align:right}tbody th{text-align:left;"
+        "font-weight:normal}p.small,li{font-size:12px;color:#333}")
+
+
+def render_html(title: str, caption: str, views: list[View], notes: list[str], models: list[str],
+                footer: str) -> str:
+    """A standalone page with the same content as the Markdown (the report shows it inline)."""
+    e = html.escape
+    parts = [f"<h2>{e(title)}</h2>", f"<p>{e(caption)}</p>"]
+    for view in views:
+        parts += [f"<h3>{e(view.heading)}</h3>", _html_table(view.frame), f"<p class='small'>{e(view.legend)}</p>"]
+    items = [f"<li>{e(n)}</li>" for n in notes]
+    if models:
+        items.append("<li>Models (stand-ins of the paper's networks at this scale):<ul>"
+                     + "".join(f"<li>{e(m)}</li>" for m in models) + "</ul></li>")
+    if items:
+        parts.append("<p>Notes:</p><ul>" + "".join(items) + "</ul>")
+    parts.append(f"<p class='small'>{e(footer)}</p>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{e(title)}</title>"
+            f"<style>{_CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")

@@ -1,4 +1,5 @@
-"""`python -m mokd table`: cells, Δ, flags, notes, footer, Markdown and LaTeX, and bad input."""
+"""`python -m mokd table`: the two views (ours; paper and Δ), seeds, flags, notes, footer, Markdown, LaTeX,
+HTML, and bad input."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from mokd.cli import main
 from mokd.provenance import code_version
 from mokd.tables.build import build_table, load_spec, validate_spec
 from mokd.tables.reported import TableError, load_reported
+from mokd.tables.views import column_groups, split_caption
+from tests.tables.markdown import pipe_tables
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "reported.csv"
 REPORTED = """table,row,column,value,source,confidence
@@ -64,29 +67,49 @@ def spec(tmp_path: Path) -> dict:
     }
 
 
-def md_rows(md: str) -> list[list[str]]:
-    """Cells of the pipe table's body rows."""
-    lines = [ln for ln in md.splitlines() if ln.startswith("|")][2:]
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+def md_rows(md: str, view: int = 0) -> list[list[str]]:
+    """Body rows of one view: 0 = ours, 1 = the paper's values with Δ."""
+    return pipe_tables(md)[view][1:]
 
 
 def test_cells_and_delta_by_hand(spec: dict, reported: Path) -> None:
-    _, md, _ = build_table(validate_spec(spec), load_reported(reported))
+    md = build_table(validate_spec(spec), load_reported(reported)).md
     # Row A: ours 48.26 -> 48.3 vs 50.0 (wildcard A@*): -1.7; ours 56.04 -> 56.0 vs 55.0 (low): +1.0;
     # derived: ours 56.0 - 48.3 = 7.7, reported 55.0 - 50.0 = 5.0 (low, flagged), Δ 7.7 - 5.0 = +2.7.
     # Row B: ours 60 vs n/a; MOKD has no value of ours vs 61.0; derived: no value, n/a.
-    assert md_rows(md) == [
-        ["A (A–B)", "48.3", "50.0", "-1.7", "56.0", "55.0†", "+1.0", "7.7", "5.0†", "+2.7"],
-        ["B (A–B)", "60.0", "n/a", "—", "—", "61.0", "—", "—", "n/a", "—"],
-    ]
-    header = [ln for ln in md.splitlines() if ln.startswith("|")][0]
-    assert [c.strip() for c in header.strip("|").split("|")][:4] == [
-        "model (pair)", "k_NN DINO ours", "k_NN DINO reported", "k_NN DINO Δ"]
+    assert md_rows(md, 0) == [["A (A–B)", "48.3", "56.0", "7.7"], ["B (A–B)", "60.0", "—", "—"]]
+    assert md_rows(md, 1) == [["A (A–B)", "50.0 (-1.7)", "55.0† (+1.0)", "5.0† (+2.7)"],
+                              ["B (A–B)", "n/a", "61.0", "n/a"]]
+    # Both views have the spec's rows and columns, one value per cell: no more value columns than the spec.
+    headers = [t[0] for t in pipe_tables(md)]
+    assert headers == [["model (pair)", "k_NN DINO", "k_NN MOKD", "Δ (MOKD−DINO)"]] * 2
+
+
+def test_derived_column_stands_after_its_columns(spec: dict, reported: Path) -> None:
+    """Per protocol DINO, MOKD, Δ, as the paper prints it, whatever the order of the spec's lists."""
+    spec["columns"] += [{"key": "lin_dino", "label": "linear DINO"}, {"key": "lin_mokd", "label": "linear MOKD"}]
+    spec["derived"] += [{"key": "lin_gain", "label": "linear Δ", "minus": ["lin_mokd", "lin_dino"]}]
+    md = build_table(validate_spec(spec), load_reported(reported)).md
+    assert pipe_tables(md)[0][0] == ["model (pair)", "k_NN DINO", "k_NN MOKD", "Δ (MOKD−DINO)", "linear DINO",
+                                   "linear MOKD", "linear Δ"]
+
+
+def test_seeds_mean_std_n(spec: dict, reported: Path, tmp_path: Path) -> None:
+    """A cell with several seeds shows mean ± std (n) (sample std); Δ and derived columns use the mean."""
+    seeds = [write_json(tmp_path / f"s{i}.json", {"metrics": {"top1": v}}) for i, v in enumerate((48.0, 49.0, 50.5))]
+    spec["rows"][0]["cells"]["knn_dino"] = {"metrics": seeds, "join": "mean"}
+    md = build_table(validate_spec(spec), load_reported(reported)).md
+    # mean 49.1667 -> 49.2, std 1.2583 -> 1.3; vs 50.0: -0.8; derived 56.0 - 49.2 = 6.8, vs 5.0: +1.8.
+    assert md_rows(md, 0)[0] == ["A (A–B)", "49.2 ± 1.3 (3)", "56.0", "6.8"]
+    assert md_rows(md, 1)[0] == ["A (A–B)", "50.0 (-0.8)", "55.0† (+1.0)", "5.0† (+1.8)"]
+    spec["rows"][0]["cells"]["knn_dino"] = {"metrics": seeds[:1], "join": "mean"}  # one seed: the value
+    assert md_rows(build_table(validate_spec(spec), load_reported(reported)).md, 0)[0][1] == "48.0"
 
 
 def test_markdown_document(spec: dict, reported: Path) -> None:
-    _, md, _ = build_table(validate_spec(spec), load_reported(reported))
+    md = build_table(validate_spec(spec), load_reported(reported)).md
     assert md.startswith("## Table TX: k-NN of A & B\n")
+    assert md.index("### Ours") < md.index("### Paper") < md.index("Notes:")
     assert "Stand-in scale: resnet_18 on 10% of Fashion-MNIST." in md
     assert "main paper's table was not available as text" in md and "reconstructed" in md
     assert "- Tiny runs, 2 epochs." in md
@@ -100,25 +123,50 @@ def test_markdown_document(spec: dict, reported: Path) -> None:
 def test_own_layout_caption_and_no_flag_note(spec: dict, reported: Path) -> None:
     spec["reconstructed"] = False
     spec["rows"] = spec["rows"][1:]  # B@P only: no low-confidence value
-    _, md, tex = build_table(validate_spec(spec), load_reported(reported))
+    built = build_table(validate_spec(spec), load_reported(reported))
+    md, tex = built.md, built.tex + built.tex_vs_paper
     assert "paper's own table" in md and "not available as text" not in md
     assert "†" not in md and "dagger" not in tex
 
 
 def test_latex(spec: dict, reported: Path) -> None:
-    frame, md, tex = build_table(validate_spec(spec), load_reported(reported))
-    for token in ("\\begin{table}", "\\toprule", "\\midrule", "\\bottomrule", "\\label{tab:tx}", "\\end{table}"):
-        assert token in tex
-    assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
+    built = build_table(validate_spec(spec), load_reported(reported))
+    for tex, label in ((built.tex, "tx"), (built.tex_vs_paper, "tx_vs_paper")):
+        for token in ("\\begin{table}", "\\toprule", "\\midrule", "\\bottomrule", f"\\label{{tab:{label}}}",
+                      "\\end{table}"):
+            assert token in tex
+        assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
+        assert "Config hash: cafe1234 $\\cdot$ code version: 9.9.9+gabc" in tex
+        assert "model (pair)" in tex
+    tex, paper = built.tex, built.tex_vs_paper
     # The caption: title without "Table TX:", escaped, then the spec's caption, escaped.
     assert "\\caption{k-NN of A \\& B. Stand-in scale: resnet\\_18 on 10\\% of Fashion-MNIST." in tex
-    assert "\\multicolumn{3}{c}{k\\_NN DINO}" in tex
+    assert "\\caption{k-NN of A \\& B. Published values and $\\Delta$." in paper
+    # "k_NN DINO", "k_NN MOKD" share their first word: a group over two columns.
+    assert "\\multicolumn{2}{c}{k\\_NN}" in tex and "\\cmidrule(lr){2-3}" in tex
     assert "$\\Delta$ (MOKD$-$DINO)" in tex
-    assert "A (A--B) & 48.3 & 50.0 & -1.7 & 56.0 & 55.0$^\\dagger$ & +1.0 & 7.7 & 5.0$^\\dagger$ & +2.7 \\\\" in tex
-    assert "model (pair)" in tex
-    assert "Config hash: cafe1234 $\\cdot$ code version: 9.9.9+gabc" in tex
-    # The same frame drives both: every body cell of the Markdown is in the frame.
-    assert frame.values.tolist() == md_rows(md)
+    assert "A (A--B) & 48.3 & 56.0 & 7.7 \\\\" in tex
+    assert "A (A--B) & 50.0 (-1.7) & 55.0$^\\dagger$ (+1.0) & 5.0$^\\dagger$ (+2.7) \\\\" in paper
+    # The same frames drive every rendering: the Markdown's body cells are the views' frames.
+    assert [v.frame.values.tolist() for v in built.views] == [md_rows(built.md, 0), md_rows(built.md, 1)]
+    assert "<td>56.0</td>" in built.html and "<h3>Paper" in built.html
+
+
+def test_caption_model_legend_becomes_a_list(spec: dict, reported: Path) -> None:
+    spec["caption"] = "Scale 'test': tiny. Models: R50 = ResNet-50 family, 8-64 ch; ViT-S = ViT, 2 blocks."
+    built = build_table(validate_spec(spec), load_reported(reported))
+    assert "Scale 'test': tiny. Stand-in models (listed below): R50, ViT-S." in built.md
+    assert "  - R50 = ResNet-50 family, 8-64 ch\n  - ViT-S = ViT, 2 blocks" in built.md
+    assert "Models: R50 = ResNet-50 family, 8-64 ch; ViT-S = ViT, 2 blocks.\\par" in built.tex
+    assert split_caption("No legend here.") == ("No legend here.", [])
+
+
+def test_column_groups() -> None:
+    assert column_groups(["knn DINO", "knn MOKD", "knn Δ", "linear DINO"]) == [
+        ("knn", "DINO"), ("knn", "MOKD"), ("knn", "Δ"), ("", "linear DINO")]
+    assert column_groups(["R50 (R50–Eff-b0)", "Eff-b0 (R50–Eff-b0)", "R101 (R101–Mob-v3)"]) == [
+        ("R50–Eff-b0", "R50"), ("R50–Eff-b0", "Eff-b0"), ("", "R101 (R101–Mob-v3)")]
+    assert column_groups(["Time (h)", "Mem. (G)", "LP"]) == [("", "Time (h)"), ("", "Mem. (G)"), ("", "LP")]
 
 
 def test_string_values_have_no_delta(tmp_path: Path, reported: Path) -> None:
@@ -133,19 +181,18 @@ def test_string_values_have_no_delta(tmp_path: Path, reported: Path) -> None:
                 "time_h": {"metrics": cost, "value": "metrics.rows.DINO.h"}}},
         ],
     }
-    _, md, _ = build_table(validate_spec(spec), load_reported(reported))
-    assert md_rows(md) == [
-        ["DINO R50/ViT-S", "0.1+0.2", "97+94", "—", "61.0/62.5", "72.1/73.8", "—"],
-        ["MOKD R50–ViT-S", "0.3", "122.0", "-121.7", "—", "n/a", "—"],
-    ]
+    md = build_table(validate_spec(spec), load_reported(reported)).md
+    assert md_rows(md, 0) == [["DINO R50/ViT-S", "0.1+0.2", "61.0/62.5"], ["MOKD R50–ViT-S", "0.3", "—"]]
+    assert md_rows(md, 1) == [["DINO R50/ViT-S", "97+94", "72.1/73.8"], ["MOKD R50–ViT-S", "122.0 (-121.7)", "n/a"]]
 
 
 def test_decimals(spec: dict, reported: Path) -> None:
     spec["decimals"] = 2
     spec["columns"][1]["decimals"] = 0
-    _, md, _ = build_table(validate_spec(spec), load_reported(reported))
+    md = build_table(validate_spec(spec), load_reported(reported)).md
     # 48.26 - 50.00 = -1.74; 56.04 -> 56 vs 55 -> +1; derived (2 decimals): 56 - 48.26 = 7.74, 5.00, +2.74.
-    assert md_rows(md)[0] == ["A (A–B)", "48.26", "50.00", "-1.74", "56", "55†", "+1", "7.74", "5.00†", "+2.74"]
+    assert md_rows(md, 0)[0] == ["A (A–B)", "48.26", "56", "7.74"]
+    assert md_rows(md, 1)[0] == ["A (A–B)", "50.00 (-1.74)", "55† (+1)", "5.00† (+2.74)"]
 
 
 def test_real_reported_file_t1(tmp_path: Path) -> None:
@@ -156,9 +203,9 @@ def test_real_reported_file_t1(tmp_path: Path) -> None:
             "linear_dino": {"metrics": write_json(tmp_path / "l.json", {"metrics": {"top1": 70}})}}},
             {"key": "R101@R101-ViT-S", "label": "R101"}],
     }
-    _, md, _ = build_table(validate_spec(spec), load_reported(CONFIG))
-    assert md_rows(md) == [["R50", "70.0", "72.1", "-2.1", "—", "74.1", "—"],
-                           ["R101", "—", "n/a", "—", "—", "n/a", "—"]]
+    md = build_table(validate_spec(spec), load_reported(CONFIG)).md
+    assert md_rows(md, 0) == [["R50", "70.0", "—"], ["R101", "—", "—"]]
+    assert md_rows(md, 1) == [["R50", "72.1 (-2.1)", "74.1"], ["R101", "n/a", "n/a"]]
 
 
 def test_cli_file_and_inline_spec(spec: dict, reported: Path, tmp_path: Path) -> None:
@@ -167,16 +214,19 @@ def test_cli_file_and_inline_spec(spec: dict, reported: Path, tmp_path: Path) ->
     out = tmp_path / "out"
     for i, arg in enumerate((str(spec_path), json.dumps(spec))):
         md, tex = out / f"t{i}.md", out / f"t{i}.tex"
+        paper, page = out / f"t{i}_vs_paper.tex", out / f"t{i}.html"
         assert main(["table", "--spec", arg, "--reported", str(reported), "--out-md", str(md),
-                     "--out-tex", str(tex)]) == 0
+                     "--out-tex", str(tex), "--out-tex-vs-paper", str(paper), "--out-html", str(page)]) == 0
         assert "| A (A–B)" in md.read_text() and "\\toprule" in tex.read_text()
+        assert "tab:tx_vs_paper" in paper.read_text() and page.read_text().startswith("<!DOCTYPE html>")
     assert (out / "t0.md").read_text() == (out / "t1.md").read_text()
-    assert sorted(p.name for p in out.iterdir()) == ["t0.md", "t0.tex", "t1.md", "t1.tex"]  # no temp files
+    assert sorted(p.name for p in out.iterdir()) == [
+        "t0.html", "t0.md", "t0.tex", "t0_vs_paper.tex", "t1.html", "t1.md", "t1.tex", "t1_vs_paper.tex"]  # no temp files
 
 
 def test_default_footer(spec: dict, reported: Path) -> None:
     del spec["footer"]
-    _, md, _ = build_table(validate_spec(spec), load_reported(reported))
+    md = build_table(validate_spec(spec), load_reported(reported)).md
     footer = md.rstrip().splitlines()[-1]
     assert footer.startswith("Config hash: ") and footer.endswith(f"code version: {code_version()}")
     assert len(footer.split()[2]) == 12
@@ -230,15 +280,3 @@ def test_bad_spec_exit_code(tmp_path: Path, reported: Path, capsys: pytest.Captu
     with pytest.raises(TableError, match="not found"):
         load_spec(str(tmp_path / "no.json"))
 
-
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
-def test_latex_compiles(spec: dict, reported: Path, tmp_path: Path) -> None:
-    spec["latex_resize"] = True
-    _, _, tex = build_table(validate_spec(spec), load_reported(reported))
-    (tmp_path / "table.tex").write_text(tex)
-    (tmp_path / "doc.tex").write_text(
-        "\\documentclass{article}\\usepackage[utf8]{inputenc}\\usepackage{booktabs}\\usepackage{graphicx}\n"
-        "\\begin{document}\\input{table.tex}\\end{document}\n")
-    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout[-2000:]
