@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up, idempotent and quick when nothing changed: the .venv/ with the pinned packages
-# (requirements.txt), the mokd package itself (editable), and the offline Fashion-MNIST files.
+# (requirements.txt), the mokd package itself (editable), the offline Fashion-MNIST files and, as root
+# on Debian, pdflatex for the LaTeX tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -26,5 +27,16 @@ if [ ! -f "$fm" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; t
   (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
     || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
     || echo "[setup] warning: could not install dataset-fashion-mnist; torchvision will try to download Fashion-MNIST"
+fi
+
+# pdflatex and the LaTeX packages the generated tables use (booktabs from texlive-latex-recommended;
+# graphicx and inputenc are in texlive-latex-base), so the tests compile every .tex table.
+if ! { command -v pdflatex >/dev/null 2>&1 && kpsewhich booktabs.sty >/dev/null 2>&1; } \
+  && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing Debian packages texlive-latex-base texlive-latex-recommended (first time: 1-2 minutes)"
+  tex=(texlive-latex-base texlive-latex-recommended)
+  (apt-get install -y -qq --no-install-recommends "${tex[@]}" >/dev/null 2>&1 \
+    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "${tex[@]}" >/dev/null 2>&1)) \
+    || echo "[setup] warning: could not install texlive; the LaTeX compile tests will be skipped"
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import torch, timm, snakemake; print(f"torch {torch.__version__}, timm {timm.__version__}, snakemake {snakemake.__version__}")')"
