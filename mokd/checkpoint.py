@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mokd.atomic import save_torch
+from mokd.atomic import save_torch, write_text
 from mokd.models.backbone import Backbone, BackboneSpec
 from mokd.config import diff_keys
 from mokd.models.heads import THead
@@ -165,6 +166,28 @@ def restore_training_state(trainer: Trainer, state: dict[str, Any]) -> None:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_save(state, path)
+
+
+def _logged_step(line: str) -> int | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get("step") if isinstance(record, dict) and isinstance(record.get("step"), int) else None
+
+
+def trim_log(path: str | Path, step: int) -> None:
+    """Drop the records of a run's log.jsonl from `step` on, and any incomplete line.
+
+    A stopped run (Ctrl-C, kill, time limit) has logged the steps after its last checkpoint; resumed
+    at `step`, it trains and logs them again, so each step must be in the log once."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [ln for ln in lines if (s := _logged_step(ln)) is not None and s < step]
+    if len(kept) != len(lines):
+        write_text(path, "".join(ln + "\n" for ln in kept))
 
 
 def resume_state(run_dir: str | Path, config_hash: str, config: dict[str, Any], restart_on_config_change: bool) -> dict[str, Any] | None:

@@ -25,7 +25,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from mokd.atomic import write_text
-from mokd.checkpoint import export_teacher, resume_state, restore_training_state, save_checkpoint, training_state
+from mokd.checkpoint import (
+    export_teacher, resume_state, restore_training_state, save_checkpoint, training_state, trim_log,
+)
 from mokd.config import ConfigError, config_hash
 from mokd.data.training_crops import TrainingCrops
 from mokd.distributed import DistInfo, resolve_device
@@ -270,6 +272,8 @@ class Trainer:
         state = resume_state(self.out_dir, self.config_hash, self.hashed_config, self.restart_on_config_change)
         if state is not None:
             restore_training_state(self, state)
+        if self.dist.is_main:
+            trim_log(self.out_dir / "log.jsonl", self.step)
         log = open(self.out_dir / "log.jsonl", "a") if self.dist.is_main else None
         if self.dist.is_main:
             print(
