@@ -4,6 +4,7 @@
 #   snakemake --cores all --configfile config/test.yaml     minimal test scale
 #   snakemake --profile slurm --configfile config/paper.yaml   paper scale on a SLURM cluster
 #   snakemake table_s2                                       one table (and only what it needs)
+#   snakemake --report report.html [--configfile ...]        the HTML report of a finished run
 #
 # A config file may name a `base` config it extends; without --configfile, config/default.yaml is used.
 # The config is validated against workflow/schemas/config.schema.yaml before any job runs.
@@ -22,10 +23,16 @@ include: "workflow/rules/specs.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report_items.smk"
 include: "workflow/rules/tables.smk"
+
+
+# `snakemake --report report.html` (after a run): every table, figure and the pre-training curves.
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        REPORT_TARGETS,

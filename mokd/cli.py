@@ -38,7 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tsne": ("mokd.eval.tsne", "t-SNE figure of the features of a pair and its baselines"),
     "attn-distance": ("mokd.eval.attention_distance", "mean attention distance per layer"),
     "cost": ("mokd.eval.cost", "training time and peak memory from pre-training summaries"),
-    "table": ("mokd.tables.build", "build one results table (Markdown and LaTeX)"),
+    "table": ("mokd.tables.build", "build one results table (Markdown, LaTeX and HTML)"),
+    "curves": ("mokd.eval.curves", "pre-training curves: loss terms and teacher entropy of every run"),
 }
 
 
@@ -64,8 +65,8 @@ OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "pretrain": (("out", "folder"), ("export_dir", "folder")),
     "prepare-data": (("root", "folder"),),
     "knn": _METRICS, "linear": _METRICS, "finetune": _METRICS, "detect": _METRICS, "tsne": _METRICS,
-    "attn-distance": _METRICS, "cost": _METRICS,
-    "table": (("out_md", "file"), ("out_tex", "file")),
+    "attn-distance": _METRICS, "cost": _METRICS, "curves": _METRICS,
+    "table": (("out_md", "file"), ("out_tex", "file"), ("out_tex_vs_paper", "file"), ("out_html", "file")),
 }
 
 

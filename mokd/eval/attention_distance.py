@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "labels": None,  # display name per checkpoint
     "methods": None,  # "MOKD" / "DINO" per checkpoint; default: MOKD when the export has a T-Head
-    "panels": None,  # panel title per checkpoint; default: the backbone arch (same arch, same panel)
+    "panels": None,  # panel (model name, e.g. the paper's "ViT-S") per checkpoint; default: the backbone arch
     "dpi": 200,
 }
 RESERVED_LABELS = ("figure", "skipped")
@@ -152,6 +152,17 @@ def model_distances(
 # ---------------------------------------------------------------- figure
 
 
+def panel_title(panel: str, members: list[str]) -> str:
+    """"ViT-S (MOKD R50–ViT-S)" for one member; "ViT-S: DINO vs MOKD R50–ViT-S" when every member's label
+    is "<panel> (<run>)"; else the labels joined by "vs"."""
+    if len(members) == 1:
+        return members[0]
+    prefix = f"{panel} ("
+    if all(m.startswith(prefix) and m.endswith(")") for m in members):
+        return f"{panel}: " + " vs ".join(m[len(prefix):-1] for m in members)
+    return " vs ".join(members)
+
+
 def draw_figure(
     results: dict[str, dict[str, Any]],
     panels: dict[str, str],
@@ -184,8 +195,9 @@ def draw_figure(
                        color=color, alpha=0.8, linewidths=0, label=label)
             ax.plot(layers + offset, heads.mean(axis=1), color=color, linewidth=1, alpha=0.8)
         cnn = results[members[0]]["kind"] == "cnn"
-        ax.set_title(f"{panel}" + (" (T-Head attention)" if cnn else ""), fontsize=10)
-        ax.set_xlabel("layer (block)")
+        heading = panel_title(panel, members) + (", T-Head attention" if cnn else "")
+        ax.set_title(textwrap.fill(heading, 48), fontsize=9)
+        ax.set_xlabel("layer (block index)")
         ax.set_ylabel("mean attention distance (pixels)")
         ax.set_xticks(np.arange(1, max(len(results[m]["per_layer_heads"]) for m in members) + 1))
         top = max(float(np.max(results[m]["per_layer_heads"])) for m in members)

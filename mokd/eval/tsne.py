@@ -164,9 +164,11 @@ def draw_figure(
                 sel = y == c
                 ax.scatter(pts[sel, 0], pts[sel, 1], s=12, marker=MARKERS[slot % len(MARKERS)],
                            color=colors[c], alpha=0.75, linewidths=0)
-        ax.set_title(" vs ".join(labels[k] for k in group), fontsize=10)
+        ax.set_title(textwrap.fill(" vs ".join(labels[k] for k in group), 60), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_xlabel("t-SNE dimension 1 (arbitrary units)", fontsize=8)
+        ax.set_ylabel("t-SNE dimension 2 (arbitrary units)", fontsize=8)
         ax.legend(handles=[Line2D([], [], marker=MARKERS[s % len(MARKERS)], color="0.3", linestyle="", label=labels[k])
                            for s, k in enumerate(group)], loc="best", fontsize=8, framealpha=0.8)
     class_handles = [Line2D([], [], marker="s", color=colors[c], linestyle="", label=name)

@@ -15,10 +15,13 @@ from tests.workflow.smk import job_counts, snakemake, write_config
 #  T6: (2 DINO runs x 1 model + 4 pair runs x 2 models) x {knn_100, linear_100}              ->  20
 #  S2: depths 1 and 2 x 2 models x linear_100 (depth 3 is T6's MOKD run)                     ->   4
 #  T2, S1, S3 reuse T1's linear jobs.
-PAPER = {"pretrain": 31, "evaluate": 74 + 54 + 54 + 5 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1}
+#  One pre-training curves figure per scale (every run's log.jsonl).
+PAPER = {"pretrain": 31, "evaluate": 74 + 54 + 54 + 5 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1,
+         "pretrain_curves": 1}
 #  The default scale shortens T3 and T4 to 3 pairs (6 models + 4 baselines) x 2 = 20 each, T5 to 3 rows.
 DEFAULT = {
     "pretrain": 31, "evaluate": 74 + 20 + 20 + 3 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1,
+    "pretrain_curves": 1,
     "prepare_fashion_mnist": 1, "prepare_cifar_standin": 1, "prepare_coco_synthetic": 1,
 }
 

@@ -1,30 +1,29 @@
-"""A real run of the test scale: every table in both formats and every figure, a number in every cell
-that should hold one; a second run runs nothing; editing one experiment reruns only what depends on it."""
+"""A real run of the test scale: every table in every format and every figure, a number in every cell
+that should hold one, no more value columns than the paper's table; the HTML report of that run holds
+every table and figure; a second run runs nothing; editing one experiment reruns only what depends on it."""
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import pytest
 
+from tests.tables.markdown import pipe_tables
 from tests.workflow.smk import job_counts, snakemake, write_config
 
 TABLES = ["t1", "t2", "t3", "t4", "t5", "t6", "s1", "s2", "s3"]
-FIGURES = ["f4_tsne", "fs1_tsne", "f5_attention", "fs2_attention"]
+FIGURES = ["f4_tsne", "fs1_tsne", "f5_attention", "fs2_attention", "pretrain_curves"]
 REPORTED_ONLY_ROWS = ("SEED", "ReKD", "DisCo")
+# Value columns of the paper's tables (T1-T6 as reconstructed: per protocol DINO, MOKD, Δ; T2: the larger
+# model, the smaller's DINO, MOKD, Δ; T5: six APs; T6: k-NN and linear of both models), at the test scale.
+PAPER_VALUE_COLUMNS = {"t1": 6, "t2": 4, "t3": 6, "t4": 6, "t5": 6, "t6": 4, "s1": 8, "s2": 2, "s3": 3}
 
 
 def our_cells(markdown: str) -> list[tuple[str, str]]:
-    """(row label, our value) for every value column of a rendered table: columns come in threes
-    (ours, reported, Δ) after the row label."""
-    cells = []
-    rows = [line for line in markdown.splitlines() if line.startswith("|") and not re.match(r"^\|[-:| ]+\|$", line)]
-    for line in rows[1:]:  # the first row is the header
-        parts = [p.strip() for p in line.strip("|").split("|")]
-        label, values = parts[0], parts[1:]
-        cells += [(label, values[i]) for i in range(0, len(values), 3)]
-    return cells
+    """(row label, our value) for every value column of the first view (ours, one value per cell)."""
+    ours = pipe_tables(markdown)[0]
+    return [(row[0], value) for row in ours[1:] for value in row[1:]]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +40,15 @@ def test_every_table_and_figure_is_produced(test_scale_run: tuple[Path, Path]) -
     _, results = test_scale_run
     for t in TABLES:
         md = (results / "tables" / f"table_{t}.md").read_text()
-        tex = (results / "tables" / f"table_{t}.tex").read_text()
-        assert "\\toprule" in tex and "\\caption" in tex, t
+        for tex in (results / "tables" / f"table_{t}.tex", results / "tables" / f"table_{t}_vs_paper.tex"):
+            assert "\\toprule" in tex.read_text() and "\\caption" in tex.read_text(), tex
+        assert (results / "tables" / f"table_{t}.html").read_text().startswith("<!DOCTYPE html>"), t
         assert "Config hash" in md or "config hash" in md.lower(), t
+        views = pipe_tables(md)
+        assert len(views) == 2, f"table {t}: ours and the paper's values, got {len(views)} tables"
+        assert views[0][0] == views[1][0] and [r[0] for r in views[0]] == [r[0] for r in views[1]], t  # same shape
+        for view in views:
+            assert {len(row) - 1 for row in view} == {PAPER_VALUE_COLUMNS[t]}, f"table {t}: {view[0]}"
         for label, ours in our_cells(md):
             if label.startswith(REPORTED_ONLY_ROWS):
                 continue
@@ -51,6 +56,33 @@ def test_every_table_and_figure_is_produced(test_scale_run: tuple[Path, Path]) -
     for f in FIGURES:
         for ext in ("png", "pdf", "json"):
             assert (results / "figures" / f"{f}.{ext}").stat().st_size > 0
+    # Attention panels are named by the config's model labels (the paper's), not by timm architectures.
+    for f in ("f5_attention", "fs2_attention"):
+        metrics = json.loads((results / "figures" / f"{f}.json").read_text())["metrics"]
+        panels = {v["panel"] for v in metrics.values() if isinstance(v, dict) and "panel" in v}
+        assert panels and panels <= {"R50", "R101", "ViT-S", "ViT-B", "ViT-T", "R18", "R34"}, panels
+    curves = json.loads((results / "figures" / "pretrain_curves.json").read_text())["metrics"]
+    assert "mokd_r50_vit_s" in curves and all(r["ln_k"] > 0 for r in curves.values())
+
+
+@pytest.mark.slow
+def test_report_holds_every_table_and_figure(test_scale_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """`snakemake --report` of the finished run: one self-contained HTML file with every table (each of its
+    files) and every figure as a report item, and the pre-training curves."""
+    cfg, _ = test_scale_run
+    report = tmp_path / "report.html"
+    out = snakemake("--report", str(report), "--configfile", str(cfg), timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    text = report.read_text()
+    for t in TABLES:
+        for name in (f"table_{t}.html", f"table_{t}.md", f"table_{t}.tex", f"table_{t}_vs_paper.tex"):
+            assert name in text, name
+        assert f"Table {t.upper()}" in text, t
+    for f in FIGURES:
+        for ext in ("png", "pdf"):
+            assert f"{f}.{ext}" in text, f"{f}.{ext}"
+    for category in ("Tables", "Figures", "Pre-training"):
+        assert category in text, category
 
 
 @pytest.mark.slow

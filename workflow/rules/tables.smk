@@ -1,4 +1,6 @@
 # Tables and figures: cheap rules that read metrics files. One named target rule per table and figure.
+# Every table, figure and the pre-training curves are items of `snakemake --report report.html`
+# (captions in workflow/report/; categories Tables, Figures, Pre-training; a subcategory per table/figure).
 
 
 rule table:
@@ -6,8 +8,10 @@ rule table:
         lambda w: table_inputs(w.table),
         reported="config/reported.csv",
     output:
-        md=f"{R}/tables/table_{{table}}.md",
-        tex=f"{R}/tables/table_{{table}}.tex",
+        md=report(f"{R}/tables/table_{{table}}.md", **table_item("Markdown: ours, then paper and Δ")),
+        tex=report(f"{R}/tables/table_{{table}}.tex", **table_item("LaTeX: ours")),
+        tex_vs_paper=report(f"{R}/tables/table_{{table}}_vs_paper.tex", **table_item("LaTeX: paper and Δ")),
+        html=report(f"{R}/tables/table_{{table}}.html", **table_item("HTML: ours, then paper and Δ")),
     params:
         spec=lambda w: as_json(table_spec(w.table)),
     log:
@@ -18,7 +22,8 @@ rule table:
         **resources_of("light"),
     shell:
         "python -m mokd table --spec {params.spec:q} --reported {input.reported}"
-        " --out-md {output.md} --out-tex {output.tex} > {log} 2>&1"
+        " --out-md {output.md} --out-tex {output.tex} --out-tex-vs-paper {output.tex_vs_paper}"
+        " --out-html {output.html} > {log} 2>&1"
 
 
 rule cost:
@@ -42,17 +47,19 @@ rule cost:
 
 
 rule figure:
+    wildcard_constraints:
+        fig="|".join(config["figures"]),
     input:
         lambda w: sorted({export_dir(m[0]) for m in figure_members(w.fig)}),
         lambda w: dataset_inputs(config["figures"][w.fig]["dataset"]),
     output:
         json=f"{R}/figures/{{fig}}.json",
-        png=f"{R}/figures/{{fig}}.png",
-        pdf=f"{R}/figures/{{fig}}.pdf",
+        png=report(f"{R}/figures/{{fig}}.png", **figure_item("PNG")),
+        pdf=report(f"{R}/figures/{{fig}}.pdf", **figure_item("PDF")),
     params:
         kind=lambda w: figure_kind(w.fig),
         checkpoints=lambda w: " ".join(teacher(m[0], m[1]) for m in figure_members(w.fig)),
-        settings=lambda w: as_json(figure_settings(w.fig)),
+        settings=lambda w: as_json(shown_figure_settings(w.fig)),
     log:
         f"{R}/logs/figures/{{fig}}.log",
     conda:
@@ -65,6 +72,25 @@ rule figure:
     shell:
         "OMP_NUM_THREADS={threads} python -m mokd {params.kind} --settings {params.settings:q}"
         " --out {output.json} --checkpoints {params.checkpoints} > {log} 2>&1"
+
+
+rule pretrain_curves:
+    input:
+        [export_dir(e) for e in pretrained_runs()],
+    output:
+        json=f"{R}/figures/pretrain_curves.json",
+        png=report(CURVES[0], caption="../report/pretrain_curves.rst", category="Pre-training", labels={"file": "PNG"}),
+        pdf=report(CURVES[1], caption="../report/pretrain_curves.rst", category="Pre-training", labels={"file": "PDF"}),
+    params:
+        settings=as_json(curves_settings()),
+    log:
+        f"{R}/logs/figures/pretrain_curves.log",
+    conda:
+        ENV
+    resources:
+        **resources_of("light"),
+    shell:
+        "python -m mokd curves --settings {params.settings:q} --out {output.json} > {log} 2>&1"
 
 
 rule table_t1:
