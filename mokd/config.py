@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 
 class ConfigError(ValueError):
@@ -123,36 +127,18 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    """Follow a local `$ref` (#/$defs/...) and merge the referring schema's own keys over it."""
-    if "$ref" not in schema:
-        return schema
-    target: Any = root
-    for part in schema["$ref"].lstrip("#/").split("/"):
-        target = target[part]
-    merged = {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
-    return merged
-
-
-def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> None:
-    root = schema if root is None else root
-    schema = _resolve(schema, root)
-    if isinstance(instance, dict):
-        for option in schema.get("anyOf", []):
-            option = _resolve(option, root)
-            if option.get("type") == "object":
-                _fill_defaults(instance, option, root)
-        if schema.get("type") != "object":
-            return
-        for key, sub in schema.get("properties", {}).items():
-            sub = _resolve(sub, root)
-            if key not in instance and "default" in sub:
+def _set_defaults(validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+    """jsonschema's `properties` keyword, first filling each missing property that has a `default` (a copy),
+    so nested objects get theirs as validation descends (jsonschema FAQ: extending a validator)."""
+    if validator.is_type(instance, "object"):
+        for key, sub in properties.items():
+            if isinstance(sub, dict) and "default" in sub and key not in instance:
                 instance[key] = copy.deepcopy(sub["default"])
-            if key in instance:
-                _fill_defaults(instance[key], sub, root)
-    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
-        for item in instance:
-            _fill_defaults(item, schema["items"], root)
+    yield from _PROPERTIES(validator, properties, instance, schema)
+
+
+_PROPERTIES = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+_FillingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _set_defaults})
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -161,31 +147,92 @@ def load_schema(name: str) -> dict[str, Any]:
     return parse_yaml(text)
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
-    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
-    return "".join(parts).lstrip(".") or "<top level>"
+@functools.cache
+def _package_schemas() -> Registry:
+    """Every mokd/schemas/*.yaml under its file name, so a schema refers to another as `$ref: backbone.yaml`."""
+    names = sorted(p.name for p in resources.files("mokd.schemas").iterdir() if p.name.endswith(".yaml"))
+    # Stored without `$schema`: jsonschema picks the validator class of a referenced schema from its
+    # `$schema` (the plain draft's, which fills no defaults); without it the default-filling class stays.
+    return Registry().with_resources(
+        (name, DRAFT202012.create_resource(
+            {k: v for k, v in load_schema(name.removesuffix(".yaml")).items() if k != "$schema"}))
+        for name in names
+    )
 
 
-def validate(cfg: dict[str, Any], schema: dict[str, Any] | str) -> dict[str, Any]:
-    """A copy of `cfg` with schema defaults filled in; the first violation raises ConfigError naming its key."""
+def _key_path(path: Iterable[Any]) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in path]
+    return "".join(parts).lstrip(".")
+
+
+_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+          "object": "a mapping", "array": "a list", "null": "null"}
+_BOUNDS = {"minimum": ">= {}", "exclusiveMinimum": "> {}", "maximum": "<= {}", "exclusiveMaximum": "< {}",
+           "minItems": "a list of at least {} item(s)", "maxItems": "a list of at most {} item(s)",
+           "minLength": "a string of at least {} character(s)", "maxLength": "a string of at most {} character(s)",
+           "minProperties": "a mapping of at least {} key(s)", "pattern": "a string matching {!r}"}
+
+
+def _expected(error: jsonschema.ValidationError) -> str:
+    """What the failed keyword asks for, in words."""
+    kind, want = error.validator, error.validator_value
+    if kind == "type":
+        return " or ".join(_TYPES.get(t, t) for t in ([want] if isinstance(want, str) else want))
+    if kind == "enum":
+        return f"one of {json.dumps(want, default=str)}"
+    if kind == "const":
+        return json.dumps(want, default=str)
+    if kind in _BOUNDS:
+        return _BOUNDS[kind].format(want)
+    if kind in ("anyOf", "oneOf"):
+        options = [_expected(e) for e in error.context if not e.relative_path]
+        return " or ".join(dict.fromkeys(options)) or f"valid under {kind}"
+    return error.message
+
+
+def _config_error(error: jsonschema.ValidationError, label: str, description: str | None = None) -> ConfigError:
+    """One violation as a ConfigError: the full key path, the allowed (or missing) keys, the value and
+    what was expected (with the key's schema description)."""
+    path = list(error.absolute_path)
+    description = error.schema.get("description", description) if isinstance(error.schema, dict) else description
+    if error.validator in ("anyOf", "oneOf"):
+        # an alternative of the value's type failed inside (an unknown key, a bound): report that one
+        matching = [e for e in error.context if e.validator != "type"]
+        if matching:
+            return _config_error(jsonschema.exceptions.best_match(matching), label, description)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(str(k) for k in error.instance if k not in allowed)
+        key = _key_path([*path, unknown[0]]) if unknown else _key_path(path)
+        close = difflib.get_close_matches(unknown[0], allowed, n=1) if unknown else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        detail = f"unknown key(s) {unknown}{hint}; allowed keys here: {allowed}"
+    elif error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        key = _key_path([*path, missing[0]]) if missing else _key_path(path)
+        detail = f"missing key(s) {missing}; required here: {list(error.validator_value)}"
+    else:
+        key = _key_path(path) or "<top level>"
+        about = f" ({description})" if description else ""
+        detail = f"must be {_expected(error)}, got {error.instance!r}{about}"
+        return ConfigError(f"{label} '{key}' {detail}", key=key, detail=detail)
+    return ConfigError(f"{label} '{key}': {detail}", key=key, detail=detail)
+
+
+def validate(cfg: dict[str, Any], schema: dict[str, Any] | str, label: str = "config key") -> dict[str, Any]:
+    """THE settings check of the project: a copy of `cfg` with the schema's defaults filled in (nested
+    ones too), validated against `schema` (a dict, or the name of a mokd/schemas/ file; `$ref`s to
+    sibling files resolve through the `referencing` registry). The first violation, in key order, raises
+    ConfigError: `LABEL 'full.key.path': ...` naming unknown keys with the allowed ones, missing keys, or
+    the value and what was expected."""
     if isinstance(schema, str):
         schema = load_schema(schema)
     out = copy.deepcopy(cfg)
-    _fill_defaults(out, schema)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(out), key=lambda e: list(e.absolute_path))
+    validator = _FillingValidator(schema, registry=_package_schemas())
+    errors = list(validator.iter_errors(out))
     if errors:
-        err = errors[0]
-        where = _key_path(err)
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = sorted(err.schema.get("properties", {}))
-            unknown = sorted(str(k) for k in err.instance if k not in allowed)
-            prefix = "" if where == "<top level>" else f"{where}."
-            key = f"{prefix}{unknown[0]}" if unknown else where
-            close = difflib.get_close_matches(unknown[0], allowed, n=1) if unknown else []
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError.at(key, f"unknown key{hint}; allowed keys here: {allowed}")
-        raise ConfigError.at(where, err.message)
+        first = min(errors, key=lambda e: [(isinstance(p, str), p) for p in e.absolute_path])
+        raise _config_error(first, label)
     return out
 
 

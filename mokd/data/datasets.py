@@ -1,6 +1,6 @@
 """Dataset factory: one config dict -> a labelled ``Dataset`` of (image or transformed image, int label).
 
-Config keys (anything else raises ValueError):
+Config keys (mokd/schemas/dataset.yaml; anything else raises ConfigError, a ValueError):
   name          "fashion_mnist" | "imagefolder" | "cifar10" | "cifar100"
   root          dataset root (imagefolder: ``root/train``, ``root/val``; CIFAR: the folder holding
                 ``cifar-10-batches-py`` / ``cifar-100-python``; Fashion-MNIST: ``root/FashionMNIST/raw``)
@@ -17,6 +17,7 @@ Splits are "train" and "val" (Fashion-MNIST / CIFAR: "val" is the test set).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from .fashion_mnist import (
     missing_raw_files,
     prepare_fashion_mnist,
 )
-from .imagefolder import BAD_IMAGE_POLICIES, ImageFolderDataset, file_list_entry_path, list_class_dirs
+from .imagefolder import ImageFolderDataset, file_list_entry_path, list_class_dirs
 from .subsets import class_balanced_subset, read_file_list, write_file_list
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
 
 DATASET_NAMES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "cifar10", "cifar100")
 SPLITS: tuple[str, ...] = ("train", "val")
-CONFIG_KEYS: tuple[str, ...] = ("name", "root", "class_list", "file_list", "on_bad_image", "max_per_class")
 
 Transform = Callable[[Any], Any] | None
 
@@ -81,32 +81,26 @@ class DatasetConfig:
         return self.file_lists.get(split)
 
 
+def _plain(value: Any) -> Any:
+    """Paths as strings (a caller may pass ``Path`` objects), so the config validates as JSON data."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
 def parse_dataset_config(cfg: Mapping[str, Any]) -> DatasetConfig:
-    """Validate a config dict; unknown keys and bad values raise ValueError naming the key."""
-    unknown = [k for k in cfg if k not in CONFIG_KEYS]
-    if unknown:
-        raise ValueError(f"unknown dataset config key {unknown[0]!r}; allowed keys: {', '.join(CONFIG_KEYS)}")
-    for key in ("name", "root"):
-        if cfg.get(key) in (None, ""):
-            raise ValueError(f"dataset config key {key!r} is required")
+    """Check a config dict against mokd/schemas/dataset.yaml; unknown keys and bad values raise
+    ConfigError (a ValueError) naming the key."""
+    from mokd.config import validate  # jsonschema only where a dataset is built
+
+    cfg = validate(_plain(cfg), "dataset", label="dataset config key")
     name = cfg["name"]
-    if name not in DATASET_NAMES:
-        raise ValueError(f"dataset config key 'name' must be one of {DATASET_NAMES}, got {name!r}")
     on_bad = cfg.get("on_bad_image") or "error"
-    if on_bad not in BAD_IMAGE_POLICIES:
-        raise ValueError(
-            f"dataset config key 'on_bad_image' must be one of {BAD_IMAGE_POLICIES}, got {on_bad!r}"
-        )
     mpc = cfg.get("max_per_class")
-    if mpc is not None and (isinstance(mpc, bool) or not isinstance(mpc, int) or mpc < 1):
-        raise ValueError(f"dataset config key 'max_per_class' must be a positive int, got {mpc!r}")
     fl = cfg.get("file_list")
     if fl is None:
         file_lists: dict[str, Path] = {}
     elif isinstance(fl, Mapping):
-        bad = [k for k in fl if k not in SPLITS]
-        if bad:
-            raise ValueError(f"dataset config key 'file_list' has unknown split {bad[0]!r}; splits: {SPLITS}")
         file_lists = {k: Path(v) for k, v in fl.items() if v is not None}
     else:
         file_lists = {"train": Path(fl)}

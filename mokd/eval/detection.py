@@ -48,8 +48,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from mokd.config import ConfigError, config_hash
-from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from mokd.config import ConfigError, config_hash, validate
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
 from mokd.provenance import file_sha256
 
@@ -57,43 +56,7 @@ if TYPE_CHECKING:  # mokd.models imports timm (and torchvision): only where a ba
     from mokd.models.backbone import Backbone
 
 PROTOCOL = "detect"
-DEFAULTS: dict[str, Any] = {
-    "scale": "paper",
-    "data": {"root": "data/coco", "train": "train2017", "val": "val2017"},
-    "iterations": 180000,
-    "batch_size": 16,
-    "lr": 0.02,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "warmup_iters": 1000,
-    "warmup_factor": 0.001,
-    "steps": [120000 / 180000, 160000 / 180000],
-    "gamma": 0.1,
-    "min_size": [600, 800],
-    "test_size": 800,
-    "max_size": 1333,
-    "hflip": 0.5,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
-    "freeze_at": 0,
-    "anchor_sizes": [32, 64, 128, 256, 512],
-    "aspect_ratios": [0.5, 1.0, 2.0],
-    "rpn_pre_nms_top_n_train": 12000,
-    "rpn_post_nms_top_n_train": 2000,
-    "rpn_pre_nms_top_n_test": 6000,
-    "rpn_post_nms_top_n_test": 1000,
-    "rpn_batch_size_per_image": 256,
-    "box_batch_size_per_image": 512,
-    "box_score_thresh": 0.05,
-    "box_detections_per_img": 100,
-    "seed": 0,
-    "num_workers": 4,
-    "eval_batch_size": 8,
-    "max_val_images": None,
-    "checkpoint_every": 5000,
-    "log_every": 20,
-}
-DATA_KEYS = ("root", "train", "val")
+DEFAULTS: dict[str, Any] = validate({}, "detection")  # mokd/schemas/detection.yaml: keys, defaults, bounds
 # Keys that change neither the trained weights nor the metrics' meaning: a resume may differ in them.
 RUN_ONLY_KEYS = ("scale", "num_workers", "eval_batch_size", "max_val_images", "checkpoint_every", "log_every")
 
@@ -110,26 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _int_pair(value: Any, key: str) -> tuple[int, int]:
     vals = [value] if isinstance(value, int) else list(value) if isinstance(value, (list, tuple)) else None
     if not vals or len(vals) > 2 or not all(isinstance(v, int) and v > 0 for v in vals) or vals[0] > vals[-1]:
-        raise ConfigError(f"setting {key!r} must be a positive int or [lo, hi] with lo <= hi, got {value!r}")
+        raise ConfigError(f"detect setting {key!r} must be a positive int or [lo, hi] with lo <= hi, got {value!r}")
     return int(vals[0]), int(vals[-1])
 
 
-def check_settings(settings: dict[str, Any]) -> None:
-    """Value checks the generic loader cannot do; each error names its key."""
-    data = settings["data"]
-    if not isinstance(data, dict) or set(data) - set(DATA_KEYS):
-        raise ConfigError(f"setting 'data' must be a mapping with keys {DATA_KEYS}, got {data!r}")
-    for key in ("iterations", "batch_size", "checkpoint_every", "log_every", "test_size", "max_size",
-                "eval_batch_size"):
-        if not isinstance(settings[key], int) or settings[key] < 1:
-            raise ConfigError(f"setting {key!r} must be a positive int, got {settings[key]!r}")
-    _int_pair(settings["min_size"], "min_size")
-    if not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in settings["steps"]):
-        raise ConfigError(f"setting 'steps' must be fractions of 'iterations' in (0, 1], got {settings['steps']!r}")
-    if settings["freeze_at"] not in (0, 1, 2):
-        raise ConfigError(f"setting 'freeze_at' must be 0, 1 or 2, got {settings['freeze_at']!r}")
-    if not 0 <= settings["hflip"] <= 1:
-        raise ConfigError(f"setting 'hflip' must be a probability, got {settings['hflip']!r}")
+def check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with the schema's defaults (mokd/schemas/detection.yaml); an error names its key."""
+    settings = validate(settings, "detection", label="detect setting")
+    _int_pair(settings["min_size"], "min_size")  # lo <= hi: beyond a schema
+    return settings
 
 
 def lr_factor(iteration: int, settings: dict[str, Any]) -> float:
@@ -502,7 +454,7 @@ def detect(checkpoint: str | Path, settings: dict[str, Any], out: str | Path, de
     from mokd.checkpoint import load_backbone
     from mokd.data.coco import CocoInstances
 
-    check_settings(settings)
+    settings = check_settings(settings)
     backbone = load_backbone(checkpoint)
     check_resnet(backbone, checkpoint)
     data = settings["data"]
@@ -527,7 +479,7 @@ def detect(checkpoint: str | Path, settings: dict[str, Any], out: str | Path, de
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args, DEFAULTS)
+    settings = check_settings(load_settings(args))
     metrics = detect(args.checkpoint, settings, args.out, resolve_device(args.device), args.stop_after)
     if metrics is None:
         return 0

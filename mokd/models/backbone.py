@@ -14,6 +14,7 @@ import timm
 import torch
 from torch import nn
 
+from mokd.config import validate
 from mokd.models.attention import attention_probs
 
 CNN_FAMILIES = ("resnet", "efficientnet", "mobilenetv3", "tinynet")
@@ -37,21 +38,10 @@ class BackboneSpec:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "BackboneSpec":
-        allowed = {"arch", "timm_kwargs", "stem_stride", "drop_path"}
-        unknown = set(cfg) - allowed
-        if unknown:
-            raise ValueError(f"unknown backbone key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "arch" not in cfg:
-            raise ValueError("backbone config needs 'arch' (a timm model name, e.g. resnet50)")
-        stride = cfg.get("stem_stride")
-        if stride not in (None, 1, 2):
-            raise ValueError(f"backbone key 'stem_stride' must be null, 1 or 2, got {stride!r}")
-        return cls(
-            arch=str(cfg["arch"]),
-            timm_kwargs=dict(cfg.get("timm_kwargs") or {}),
-            stem_stride=stride,
-            drop_path=float(cfg.get("drop_path", 0.0)),
-        )
+        """From a config mapping, checked against mokd/schemas/backbone.yaml (defaults filled in)."""
+        cfg = validate(dict(cfg), "backbone", label="backbone config key")
+        return cls(arch=cfg["arch"], timm_kwargs=dict(cfg["timm_kwargs"]), stem_stride=cfg["stem_stride"],
+                   drop_path=float(cfg["drop_path"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {
