@@ -51,7 +51,7 @@ from typing import Any
 import pandas as pd
 
 from mokd.atomic import write_text
-from mokd.config import config_hash
+from mokd.config import ConfigError, config_hash, validate
 from mokd.provenance import code_version
 from mokd.tables.cells import FLAG, Cell, Value, fmt_value, number_of, round_half_up
 from mokd.tables.reported import CONFIDENCES, Reported, TableError, load_reported, lookup
@@ -142,26 +142,15 @@ def _check_rows(spec: dict[str, Any], where: str) -> None:
 
 
 def validate_spec(spec: Any, where: str = "(inline)") -> dict[str, Any]:
-    """Check keys and types; fill the optional keys' defaults. Errors name the offending key."""
-    _check_keys(spec, SPEC_KEYS, REQUIRED_KEYS, where)
-    spec = {"caption": "", "notes": [], "footer": {}, "decimals": 1, "row_header": "", "latex_resize": False,
-            "derived": [], **spec}
-    _need(isinstance(spec["id"], str) and re.fullmatch(r"[A-Za-z0-9_-]+", spec["id"]) is not None, where,
-          f"'id' must be letters, digits, '_' or '-', got {spec['id']!r}")
-    _need(isinstance(spec["reconstructed"], bool), where, "'reconstructed' must be true or false")
-    for key in ("title", "caption", "row_header"):
-        _need(isinstance(spec[key], str), where, f"'{key}' must be a string")
-    _need(isinstance(spec["notes"], list) and all(isinstance(n, str) for n in spec["notes"]), where,
-          "'notes' must be a list of strings")
-    _need(isinstance(spec["footer"], dict), where, "'footer' must be an object")
-    _need(isinstance(spec["decimals"], int) and spec["decimals"] >= 0, where, "'decimals' must be an int >= 0")
-    _need(isinstance(spec["columns"], list) and spec["columns"], where, "'columns' must be a non-empty list")
-    _need(isinstance(spec["derived"], list), where, "'derived' must be a list")
-    _need(isinstance(spec["rows"], list) and spec["rows"], where, "'rows' must be a non-empty list")
+    """Check keys and types against mokd/schemas/table_spec.yaml, filling the optional keys' defaults,
+    then the cross-references a schema cannot express. Errors name the offending key."""
+    try:
+        spec = validate(spec, "table_spec", label=f"spec {where} key")
+    except ConfigError as exc:
+        raise TableError(str(exc)) from None
     _check_columns(spec, where)
     _check_rows(spec, where)
     return spec
-
 
 # ---------------------------------------------------------------- values
 def _as_value(value: Any) -> float | str:
