@@ -93,66 +93,12 @@ rule pretrain_curves:
         "python -m mokd curves --settings {params.settings:q} --out {output.json} > {log} 2>&1"
 
 
-rule table_t1:
-    input:
-        expand(f"{R}/tables/table_t1.{{ext}}", ext=["md", "tex"]),
+# One named target per registered table and figure (`snakemake table_t1`, `snakemake figure_f4`):
+# mokd/workflow/targets.py, from the registries in mokd/workflow/table_specs.py and figures.py.
+for _target, _files in named_targets(R).items():
 
-
-rule table_t2:
-    input:
-        expand(f"{R}/tables/table_t2.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_t3:
-    input:
-        expand(f"{R}/tables/table_t3.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_t4:
-    input:
-        expand(f"{R}/tables/table_t4.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_t5:
-    input:
-        expand(f"{R}/tables/table_t5.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_t6:
-    input:
-        expand(f"{R}/tables/table_t6.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_s1:
-    input:
-        expand(f"{R}/tables/table_s1.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_s2:
-    input:
-        expand(f"{R}/tables/table_s2.{{ext}}", ext=["md", "tex"]),
-
-
-rule table_s3:
-    input:
-        expand(f"{R}/tables/table_s3.{{ext}}", ext=["md", "tex"]),
-
-
-rule figure_f4:
-    input:
-        expand(f"{R}/figures/f4_tsne.{{ext}}", ext=["png", "pdf"]),
-
-
-rule figure_fs1:
-    input:
-        expand(f"{R}/figures/fs1_tsne.{{ext}}", ext=["png", "pdf"]),
-
-
-rule figure_f5:
-    input:
-        expand(f"{R}/figures/f5_attention.{{ext}}", ext=["png", "pdf"]),
-
-
-rule figure_fs2:
-    input:
-        expand(f"{R}/figures/fs2_attention.{{ext}}", ext=["png", "pdf"]),
+    rule:
+        name:
+            _target
+        input:
+            _files,
