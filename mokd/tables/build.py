@@ -152,6 +152,7 @@ def validate_spec(spec: Any, where: str = "(inline)") -> dict[str, Any]:
     _check_rows(spec, where)
     return spec
 
+
 # ---------------------------------------------------------------- values
 def _as_value(value: Any) -> float | str:
     return value if isinstance(value, str) else float(value)
