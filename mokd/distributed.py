@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 
 import torch
@@ -21,15 +20,28 @@ class DistInfo:
         return self.rank == 0
 
 
-def _slurm_master_addr() -> str:
-    nodelist = os.environ.get("SLURM_JOB_NODELIST", "127.0.0.1")
-    try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.split()[0]
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return nodelist.split(",")[0]
+def _export_master() -> None:
+    """MASTER_ADDR and MASTER_PORT where the launcher did not set them (torchrun and submitit jobs do).
+
+    A task of a plain `srun` job step gets them by submitit's rule, the one mokd.launch's jobs use:
+    the job's first node, and a port drawn from the job id (the same in every task). Elsewhere:
+    this machine and torch's default port."""
+    if "MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ:
+        return
+    if "SLURM_JOB_ID" in os.environ:
+        import submitit
+
+        # submitit reads the job from SLURM's variables once told that this is a SLURM task
+        we_set = "SUBMITIT_EXECUTOR" not in os.environ
+        os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
+        try:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=False)
+        finally:
+            if we_set:
+                del os.environ["SUBMITIT_EXECUTOR"]
+        return
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29500")
 
 
 # What makes a process a task of a multi-process job (torchrun's and SLURM's variables); a command run
@@ -51,8 +63,7 @@ def init_distributed(device: torch.device) -> DistInfo:
     info = env_dist_info()
     if info.world_size == 1 or dist.is_initialized():
         return info if not dist.is_initialized() else DistInfo(dist.get_rank(), dist.get_world_size(), info.local_rank)
-    os.environ.setdefault("MASTER_ADDR", _slurm_master_addr() if "SLURM_JOB_ID" in os.environ else "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", "9999")) % 20000))
+    _export_master()
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(info.local_rank)

@@ -218,3 +218,25 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def test_plain_srun_task_gets_the_submitit_jobs_master(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task of a bare `srun` step (no submitit) that joins the process group gets the same master
+    address and port as a submitit job with the same id: one rule (submitit's) for both."""
+    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SUBMITIT_EXECUTOR"):
+        monkeypatch.setenv(key, "unset")
+        monkeypatch.delenv(key)
+    slurm = {"SLURM_JOB_ID": "4321", "SLURM_NTASKS": "8", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1",
+             "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "n[01-02]"}
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    from mokd import distributed
+
+    distributed._export_master()
+    srun = (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"])
+    assert "SUBMITIT_EXECUTOR" not in os.environ  # not left behind
+    monkeypatch.delenv("MASTER_ADDR")
+    monkeypatch.delenv("MASTER_PORT")
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    launch.export_dist_env()
+    assert (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]) == srun == ("n01", srun[1])
