@@ -210,3 +210,31 @@ def test_benchmarks_build_the_workflows_configs(test_config: dict[str, Any]) -> 
         assert bench.pretrain_config(test_config, list(m.experiments[exp]["models"])) == expected
     knn = bench.protocol_settings(test_config, "knn", "/tmp/cache")
     assert knn == {**settings.protocol_settings(m, "knn"), "feature_cache": "/tmp/cache"}
+
+
+# ---------------------------------------------------------------------------------- report items
+def test_curves_show_every_pretrained_run_with_its_labels(m: Matrix) -> None:
+    from mokd.workflow import report
+
+    runs = report.pretrained_runs(m)
+    read = {part for t in m.config["tables"] for f in specs.table_inputs(m, t) for part in Path(f).parts} & set(m.experiments)
+    assert set(runs) >= read and runs == [e for e in m.experiments if e in set(runs)]
+    curves = report.curves_settings(m)
+    assert curves["scale"] == m.scale and [r["name"] for r in curves["runs"]] == runs
+    by_name = {r["name"]: r for r in curves["runs"]}
+    assert by_name["mokd_r50_vit_s"]["title"] == "MOKD R50–ViT-S"
+    assert by_name["dino_r50"]["title"] == "DINO R50" and by_name["dino_r50"]["models"] == {"r50": "R50"}
+    assert by_name["dino_r50"]["log"] == f"{m.results}/pretrain/dino_r50/log.jsonl"
+    assert by_name["dino_r50"]["out_dim"] == m.config["pretrain"]["out_dim"]
+    assert by_name["dino_r50"]["collapse_warning"] == 0.98  # the pretrain schema's default
+
+
+def test_attention_figure_panels_are_the_config_labels(m: Matrix) -> None:
+    from mokd.workflow import report
+
+    attention = [f for f in m.config["figures"] if figures.figure_kind(f) == "attn-distance"]
+    assert attention
+    for fig in attention:
+        panels = report.shown_figure_settings(m, fig)["panels"]
+        assert panels == [m.label(member[1]) for member in figures.figure_members(m, fig)]
+        assert all("_patch" not in p for p in panels)  # not timm architecture names

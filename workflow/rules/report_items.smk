@@ -1,5 +1,6 @@
-# What the report and the figures show (functions only, used by workflow/rules/tables.smk): the report()
-# arguments of every table and figure file, the attention figures' panels, the pre-training curves' runs.
+# What the report shows (used by workflow/rules/tables.smk): the report() arguments of every table and
+# figure file; the attention figures' panels and the pre-training curves' runs come from
+# mokd/workflow/report.py, bound to this config.
 
 
 def table_item(kind):
@@ -12,37 +13,11 @@ def figure_item(kind):
     return dict(caption="../report/figure.rst", category="Figures", subcategory=lambda w: w.fig, labels={"file": kind})
 
 
-def shown_figure_settings(fig):
-    """The figure's settings; an attention figure also gets one panel per model, named by its config label
-    (the paper's "ViT-S"), not by its timm architecture."""
-    s = figure_settings(fig)
-    if figure_kind(fig) == "attn-distance":
-        s["panels"] = [label(m[1]) for m in figure_members(fig)]
-    return s
+from mokd.workflow import report as _report
 
-
-def pretrained_runs():
-    """The experiments this scale pre-trains (those its tables and figures read), in the matrix's order."""
-    used = {Path(m).parts[-3] for t in config["tables"] for m in table_inputs(t)}
-    used |= {Path(d).parts[-2] for d in cost_inputs()}
-    used |= {m[0] for f in config["figures"] for m in figure_members(f)}
-    return [e for e in EXPERIMENTS if e in used]
-
-
-def curves_settings():
-    runs = []
-    for exp in pretrained_runs():
-        roles = EXPERIMENTS[exp]["models"]
-        cfg = pretrain_config(exp)
-        runs.append({
-            "name": exp,
-            "title": f"DINO {label(roles[0])}" if len(roles) == 1 else f"MOKD {pair_label(exp)}",
-            "log": f"{R}/pretrain/{exp}/log.jsonl",
-            "out_dim": cfg["out_dim"],
-            "collapse_warning": cfg.get("collapse_warning", 0.98),  # the engine's default (mokd/schemas/pretrain.yaml)
-            "models": {r: label(r) for r in roles},
-        })
-    return {"scale": SCALE, "runs": runs}
+shown_figure_settings = partial(_report.shown_figure_settings, M)
+pretrained_runs = partial(_report.pretrained_runs, M)
+curves_settings = partial(_report.curves_settings, M)
 
 
 CURVES = [f"{R}/figures/pretrain_curves.{ext}" for ext in ("png", "pdf")]
