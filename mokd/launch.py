@@ -29,6 +29,7 @@ run). A job is requeued after at most `max_num_timeout` time limits; preemptions
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -370,6 +372,18 @@ def _attach_or_cancel(opts: LaunchOptions, folder: Path, key: str) -> submitit.J
     return None
 
 
+@contextlib.contextmanager
+def _interruptible_children() -> Iterator[None]:
+    """Start processes (a local job's controller and tasks) with SIGINT at its default, even where this
+    process inherited it ignored (a background job of a non-interactive shell, `nohup`): cancelling a
+    local job sends its controller SIGINT, which must stop the controller and its training tasks."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     """Submit (or re-attach to) the job, wait for it, report; the exit status of the command."""
     folder = Path(opts.log_folder or Path(job_fn.out) / "submitit").resolve()
@@ -378,7 +392,8 @@ def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     job = _attach_or_cancel(opts, folder, key)
     verb = "attached" if job is not None else "submitted"
     if job is None:
-        job = build_executor(opts, folder).submit(job_fn)
+        with _interruptible_children():
+            job = build_executor(opts, folder).submit(job_fn)
         tasks = opts.nodes * opts.tasks_per_node
         _record_path(folder).write_text(json.dumps({"job_id": job.job_id, "key": key, "tasks": tasks,
                                                     "launcher": opts.launcher, "options": asdict(opts)}))

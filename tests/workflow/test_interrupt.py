@@ -96,8 +96,11 @@ def test_ctrl_c_during_pretraining_keeps_finished_results_and_rerun_resumes(tmp_
 
     console = tmp_path / "interrupted.log"
     with console.open("w") as stream:
+        # A job-control shell runs a foreground job with SIGINT at its default, even where this test
+        # runner inherited it ignored (a background job of a non-interactive shell, as CI may start it).
         proc = subprocess.Popen([SNAKEMAKE, str(finished), str(target), "--cores", "1", "--configfile", str(cfg)],
-                                cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True)
+                                cwd=REPO, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pgid = proc.pid
     try:
         seen: list[int] = []
