@@ -11,6 +11,11 @@ Config keys (mokd/schemas/dataset.yaml; anything else raises ConfigError, a Valu
                 ``{"train": path, "val": path}``). Imagefolder lines: ``class/filename`` or SimCLR-style
                 ``n01440764_10026.JPEG``; CIFAR / Fashion-MNIST lines: integer sample indices.
   on_bad_image  "error" (default) | "skip" (imagefolder only)
+  skip_per_class optional int >= 0 (default 0): drop the first N samples of every class, in the
+                split's order (after file_list and class_list), before max_per_class applies; with
+                ``skip_per_class: S, max_per_class: M`` a class keeps its samples S .. S+M-1 (0-based,
+                counted within that class), so subsets with different ranges never share an image
+                (a held-out probe split beside the first-N subsets of the tables)
   max_per_class optional int: the first N samples of every class (small deterministic subsets)
 Splits are "train" and "val" (Fashion-MNIST / CIFAR: "val" is the test set).
 """
@@ -18,6 +23,7 @@ Splits are "train" and "val" (Fashion-MNIST / CIFAR: "val" is the test set).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +81,7 @@ class DatasetConfig:
     file_lists: dict[str, Path] = field(default_factory=dict)
     on_bad_image: str = "error"
     max_per_class: int | None = None
+    skip_per_class: int = 0
 
     def file_list(self, split: str) -> Path | None:
         """The file list applying to ``split``, if any."""
@@ -112,6 +119,7 @@ def parse_dataset_config(cfg: Mapping[str, Any]) -> DatasetConfig:
         file_lists=file_lists,
         on_bad_image=on_bad,
         max_per_class=mpc,
+        skip_per_class=cfg.get("skip_per_class") or 0,
     )
 
 
@@ -142,9 +150,9 @@ class SelectedDataset(Dataset):
 
 
 def _select(base: Dataset, cfg: DatasetConfig, split: str) -> Dataset:
-    """Apply file_list (indices), class_list and max_per_class to an array-backed dataset."""
+    """Apply file_list (indices), class_list, skip_per_class and max_per_class to an array-backed dataset."""
     fl = cfg.file_list(split)
-    if cfg.class_list is None and fl is None and cfg.max_per_class is None:
+    if cfg.class_list is None and fl is None and cfg.max_per_class is None and not cfg.skip_per_class:
         return base
     targets: list[int] = base.targets  # type: ignore[attr-defined]
     base_classes: list[str] = list(base.classes)  # type: ignore[attr-defined]
@@ -176,16 +184,33 @@ def _select(base: Dataset, cfg: DatasetConfig, split: str) -> Dataset:
         label_map = {base_classes.index(c): new for new, c in enumerate(classes)}
         indices = [i for i in indices if targets[i] in label_map]
 
-    if cfg.max_per_class is not None:
-        counts: dict[int, int] = {}
-        kept = []
-        for i in indices:
-            y = targets[i]
-            if counts.get(y, 0) < cfg.max_per_class:
-                counts[y] = counts.get(y, 0) + 1
-                kept.append(i)
-        indices = kept
-    return SelectedDataset(base, indices, label_map, classes)
+    kept = per_class_range([targets[i] for i in indices], cfg.skip_per_class, cfg.max_per_class, indices)
+    if indices and not kept:
+        raise ValueError(
+            f"skip_per_class {cfg.skip_per_class} leaves no {split} sample of {cfg.name} (the largest class has "
+            f"{max(Counter(targets[i] for i in indices).values())})"
+        )
+    return SelectedDataset(base, kept, label_map, classes)
+
+
+def per_class_range(
+    labels: Sequence[Any], skip: int, limit: int | None, items: Sequence[Any] | None = None
+) -> list[Any]:
+    """The items whose rank within their class (by ``labels``, in order) lies in [skip, skip + limit).
+
+    ``items`` defaults to the positions ``0..len(labels)-1``; ``limit`` None keeps every rank from ``skip`` on.
+    """
+    items = list(range(len(labels))) if items is None else list(items)
+    if skip < 0:
+        raise ValueError(f"skip_per_class must be >= 0, got {skip}")
+    seen: dict[Any, int] = {}
+    kept = []
+    for item, y in zip(items, labels, strict=True):
+        rank = seen.get(y, 0)
+        seen[y] = rank + 1
+        if rank >= skip and (limit is None or rank < skip + limit):
+            kept.append(item)
+    return kept
 
 
 def build_dataset(cfg: Mapping[str, Any], split: str, transform: Transform = None) -> Dataset:
@@ -203,14 +228,20 @@ def build_dataset(cfg: Mapping[str, Any], split: str, transform: Transform = Non
         if not split_dir.is_dir():
             raise FileNotFoundError(_imagefolder_missing_message(split_dir))
         fl = c.file_list(split)
-        return ImageFolderDataset(
+        folder = ImageFolderDataset(
             split_dir,
             class_list=read_file_list(c.class_list) if c.class_list is not None else None,
             files=read_file_list(fl) if fl is not None else None,
-            max_per_class=c.max_per_class,
+            max_per_class=None if c.skip_per_class else c.max_per_class,
             transform=transform,
             on_bad_image=c.on_bad_image,
         )
+        if c.skip_per_class:
+            folder.samples = per_class_range(folder.targets, c.skip_per_class, c.max_per_class, folder.samples)
+            if not folder.samples:
+                raise ValueError(f"skip_per_class {c.skip_per_class} leaves no image under {split_dir}")
+            folder.targets = [y for _, y in folder.samples]
+        return folder
     if c.name == "fashion_mnist":
         prepare_fashion_mnist(c.root)
         base: Dataset = FashionMNISTRGB(c.root, train=train, transform=transform)
