@@ -29,6 +29,7 @@ from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mokd.commands.pretrain", "MOKD pair or DINO baseline pre-training"),
+    "random-init": ("mokd.commands.random_init", "export a run's teachers at initialisation (the tables' reference)"),
     "prepare-data": ("mokd.commands.prepare_data", "prepare the embedded datasets and derived splits"),
     "check-data": ("mokd.commands.prepare_data", "check that a dataset is where the config says"),
     "knn": ("mokd.eval.knn", "weighted k-NN classification of teacher features"),
@@ -63,6 +64,7 @@ INTERRUPTED = 130
 _METRICS = (("out", "file"),)
 OUTPUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "pretrain": (("out", "folder"), ("export_dir", "folder")),
+    "random-init": (("export_dir", "folder"),),
     "prepare-data": (("root", "folder"),),
     "knn": _METRICS, "linear": _METRICS, "finetune": _METRICS, "detect": _METRICS, "tsne": _METRICS,
     "attn-distance": _METRICS, "cost": _METRICS, "curves": _METRICS,

@@ -27,7 +27,10 @@ value from each file: `"join": "mean"` takes them as seeds of one run and shows 
 directly (instead of `metrics`). Relative metrics paths are relative to the current directory.
 
 The table has two views in the spec's rows and columns (`mokd.tables.views`), one value per cell:
-ours, and the paper's reported value with Δ = ours − reported in parentheses. Reported values come
+ours, and the paper's reported value with Δ = ours − reported in parentheses. A cell may name a
+`reference` (one metrics file per seed, paired with its own by position: a random initialisation of
+the same network); a third view then shows ours − reference, mean ± std (n) of the paired
+differences (in the Markdown, the HTML and as a second float of the LaTeX file). Reported values come
 from the CSV (`mokd.tables.reported`), looked up by (id upper-case, row key, column key); unknown ones
 show "n/a". Δ needs two numbers; our numbers are first rounded half-up to the shown decimals, so Δ
 matches the page. A derived column computes `a − b` of its two `minus` columns (base or earlier
@@ -150,6 +153,18 @@ def read_metrics(path: str, cache: dict[str, Any], where: str) -> Any:
     return cache[path]
 
 
+def file_values(paths: list[str], value: str, cache: dict[str, Any], where: str) -> list[float | str]:
+    """The value at dotted path `value` of each metrics file, in order."""
+    values = []
+    for path in paths:
+        data = read_metrics(path, cache, where)
+        try:
+            values.append(dotted_get(data, value, path))
+        except TableError as exc:
+            raise TableError(f"{where}: {exc}") from None
+    return values
+
+
 def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) -> Value:
     if not cell:
         return None
@@ -158,13 +173,7 @@ def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) ->
     if cell.get("metrics") is None:
         return None
     paths = cell["metrics"] if isinstance(cell["metrics"], list) else [cell["metrics"]]
-    values = []
-    for path in paths:
-        data = read_metrics(path, cache, where)
-        try:
-            values.append(dotted_get(data, cell.get("value", "metrics.top1"), path))
-        except TableError as exc:
-            raise TableError(f"{where}: {exc}") from None
+    values = file_values(paths, cell.get("value", "metrics.top1"), cache, where)
     if len(values) == 1 and not isinstance(cell["metrics"], list):
         return values[0]
     if cell.get("join") == MEAN:  # several seeds of one run: mean ± std (n)
@@ -174,6 +183,24 @@ def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) ->
         return aggregate(numbers)
     # Several runs in one cell (Table S3's "72.1/73.8"): one decimal each, joined.
     return cell.get("join", "/").join(fmt_value(round_half_up(v, 1), 1) for v in values)
+
+
+def gain_over_reference(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) -> Value:
+    """ours − reference per seed (paired by position), as one number or mean ± std (n); None without a
+    reference. Both sides need one number per file and as many files."""
+    if not cell or not cell.get("reference") or cell.get("metrics") is None:
+        return None
+    ref = cell["reference"]
+    paths = cell["metrics"] if isinstance(cell["metrics"], list) else [cell["metrics"]]
+    if len(ref["metrics"]) != len(paths):
+        raise TableError(f"{where}: 'reference' lists {len(ref['metrics'])} metrics files for {len(paths)} of ours; "
+                         "they are paired by seed")
+    value = cell.get("value", "metrics.top1")
+    ours = file_values(paths, value, cache, where)
+    theirs = file_values(ref["metrics"], ref.get("value", value), cache, where)
+    if not all(isinstance(v, float) for v in ours + theirs):
+        raise TableError(f"{where}: a 'reference' needs numbers, got {ours!r} and {theirs!r}")
+    return aggregate([float(a) - float(b) for a, b in zip(ours, theirs)])
 
 
 def _minus(a: Value, b: Value) -> float | None:
@@ -200,8 +227,10 @@ def compute_cells(spec: dict[str, Any], reported: pd.DataFrame) -> dict[str, dic
         cells: dict[str, Cell] = {}
         for col in spec["columns"]:
             where = f"row {row['key']!r} column {col['key']!r}"
-            ours = round_half_up(our_value(row["cells"].get(col["key"]), cache, where), _decimals(spec, col))
-            cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]))
+            spec_cell, d = row["cells"].get(col["key"]), _decimals(spec, col)
+            ours = round_half_up(our_value(spec_cell, cache, where), d)
+            gain = round_half_up(gain_over_reference(spec_cell, cache, where), d)
+            cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain)
         for col in spec["derived"]:
             a, b = (cells[k] for k in col["minus"])
             ours = round_half_up(_minus(a.ours, b.ours), _decimals(spec, col))
@@ -256,7 +285,7 @@ def latex_title(spec: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A built table: its views (ours, paper) and every file's text."""
+    """A built table: its views (ours, paper[, gain over the reference]) and every file's text."""
 
     views: list[View]
     md: str
@@ -273,10 +302,13 @@ def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> Rendered:
     caption, models = full_caption(spec)
     md = render_markdown(spec["title"], caption, views, notes, models, footer)
     page = render_html(spec["title"], caption, views, notes, models, footer)
-    ours, paper = views
+    ours, paper = views[:2]
     title, resize = latex_title(spec), spec["latex_resize"]
     model_note = [f"Models: {'; '.join(models)}."] if models else []
     tex = render_latex(ours, spec["id"], title, caption, [ours.legend, *spec["notes"], *model_note, footer], resize)
+    for view in views[2:]:  # the gain over the random initialisation, a float of its own in the same file
+        tex += "\n" + render_latex(view, f"{spec['id']}_{view.name}", f"{title} {view.heading}.", caption,
+                                   [view.legend, *model_note, footer], resize)
     tex_paper = render_latex(paper, f"{spec['id']}_vs_paper", f"{title} Published values and Δ.", caption,
                              [paper.legend, *notes, *model_note, footer], resize)
     return Rendered(views, md, tex, tex_paper, page)

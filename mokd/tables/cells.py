@@ -27,6 +27,7 @@ def number_of(value: Value) -> float | None:
 class Cell:
     ours: Value
     reported: Reported | None
+    gain: Value = None  # ours − the cell's reference (a random initialisation), paired by seed
 
     @property
     def delta(self) -> float | None:
@@ -65,6 +66,15 @@ def fmt_value(value: Value, decimals: int) -> str:
     if isinstance(value, Stat):
         return f"{fmt_number(value.mean, decimals)} ± {fmt_number(value.std, decimals)} ({value.n})"
     return fmt_number(value, decimals) if isinstance(value, float) else value
+
+
+def fmt_signed(value: Value, decimals: int) -> str:
+    """A difference as printed: `+3.5`, `+3.5 ± 1.8 (3)` over seeds, `—` for none."""
+    if value is None:
+        return NO_VALUE
+    if isinstance(value, Stat):
+        return f"{fmt_number(value.mean, decimals, signed=True)} ± {fmt_number(value.std, decimals)} ({value.n})"
+    return fmt_number(value, decimals, signed=True) if isinstance(value, float) else value
 
 
 def fmt_reported(cell: Cell, decimals: int) -> str:

@@ -2,7 +2,9 @@
 
 - "ours": the regenerated table as the paper prints it: our value per cell (`mean ± std (n)` over
   seeds where a cell has several);
-- "paper": the same shape, each cell the paper's published value and, in parentheses, Δ = ours − paper.
+- "paper": the same shape, each cell the paper's published value and, in parentheses, Δ = ours − paper;
+- "vs_random" (when cells have a reference, at the CPU scales): ours − a random initialisation of the
+  same network, seed and protocol, paired by seed.
 
 A derived column (`a − b` of two columns, e.g. MOKD − DINO) stands right after the later of its two
 columns, as the paper prints "DINO, MOKD, Δ". The spec's caption keeps the scale and a short list of
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from mokd.tables.cells import FLAG, NO_VALUE, UNKNOWN, Cell, fmt_reported, fmt_value
+from mokd.tables.cells import FLAG, NO_VALUE, UNKNOWN, Cell, fmt_reported, fmt_signed, fmt_value
 
 OURS_HEADING = "Ours (regenerated)"
 PAPER_HEADING = "Paper: published value (Δ = ours − paper)"
@@ -25,6 +27,10 @@ OURS_LEGEND = (f"One value per cell: ours, as mean ± std (n) over seeds where a
                f"{NO_VALUE}: no value of ours.")
 PAPER_LEGEND = (f"Each cell: the paper's value and, in parentheses, Δ = ours − paper (ours rounded as shown "
                 f"first); {UNKNOWN}: not known.")
+GAIN_HEADING = "Ours − random initialisation (what pre-training added)"
+GAIN_LEGEND = (f"Each cell: our value minus that of a random initialisation of the same network (the DINO "
+               f"baseline's teacher before its first step), same seed and protocol; mean ± std (n) of the "
+               f"per-seed differences where there are several seeds; {NO_VALUE}: no reference.")
 FLAG_LEGEND = f" {FLAG}: low confidence (see the notes)."
 MODELS_MARK = " Models: "
 
@@ -92,12 +98,16 @@ def _frame(spec: dict[str, Any], cells: dict[str, dict[str, Cell]], show: Callab
 
 
 def build_views(spec: dict[str, Any], cells: dict[str, dict[str, Cell]]) -> list[View]:
-    """[ours, paper]: the same rows and columns, one value per cell."""
+    """[ours, paper] and, when a cell has a reference, [gain]: the same rows and columns, one value per cell."""
     ours = _frame(spec, cells, lambda cell, d: fmt_value(cell.ours, d))
     paper = _frame(spec, cells, fmt_reported)
     flagged = any(c.reported is not None and c.reported.flagged for row in cells.values() for c in row.values())
     legend = PAPER_LEGEND + (FLAG_LEGEND if flagged else "")
-    return [View("ours", OURS_HEADING, OURS_LEGEND, *ours), View("paper", PAPER_HEADING, legend, *paper)]
+    views = [View("ours", OURS_HEADING, OURS_LEGEND, *ours), View("paper", PAPER_HEADING, legend, *paper)]
+    if any(c.gain is not None for row in cells.values() for c in row.values()):
+        gain = _frame(spec, cells, lambda cell, d: fmt_signed(cell.gain, d))
+        views.append(View("vs_random", GAIN_HEADING, GAIN_LEGEND, *gain))
+    return views
 
 
 def split_caption(caption: str) -> tuple[str, list[str]]:

@@ -1,17 +1,26 @@
 """The experiment matrix of a validated workflow config: names, labels, file paths and dataset inputs.
 
 A `Matrix` wraps the config that `mokd.workflow.configs.load_workflow_config` returns and answers what
-the rules ask of it: where an experiment's teachers and metrics files are, what a model is called in
-the tables, which preparation rules a dataset needs. It reads the config, never changes it.
+the rules ask of it: where an experiment's teachers and metrics files are (per seed of the scale),
+what a model is called in the tables, which preparation rules a dataset needs. It reads the config,
+never changes it.
+
+Every run exists once per seed of `scale.seeds`: results/<scale>/pretrain/<exp>/seed<k>/ and
+results/<scale>/eval/<exp>/seed<k>/<model>/<protocol>.json. A model's random initialisation (the
+reference of the CPU scales' tables, `scale.random_init_reference`) is the run `random_<model>`: its
+teacher is the DINO baseline's initial teacher of the same seed, exported without training.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from mokd.config import ConfigError
+
+RANDOM_PREFIX = "random_"  # run name of a model's random initialisation: random_<model>
 
 # The file whose presence says a preparation rule (workflow/rules/data.smk) has finished, under its root.
 PREPARED_MARKERS = {
@@ -48,19 +57,58 @@ class Matrix:
     def protocols(self) -> Mapping[str, Any]:
         return self.config["protocols"]
 
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds every pre-training and evaluation a table shows runs with (scale.seeds)."""
+        return list(self.config["scale"]["seeds"])
+
+    @property
+    def first_seed(self) -> int:
+        """The seed of what is shown once (figures, training curves, Table S3's time and memory)."""
+        return self.seeds[0]
+
+    @property
+    def random_reference(self) -> bool:
+        """Whether the tables show each model's gain over its random initialisation."""
+        return bool(self.config["scale"]["random_init_reference"])
+
     def resources_of(self, kind: str) -> dict[str, Any]:
         """config resources.<kind> (pretrain, evaluate, light)."""
         return self.config["resources"][kind]
 
     # --------------------------------------------------------------------------------- paths
-    def export_dir(self, exp: str) -> str:
-        return f"{self.results}/pretrain/{exp}/export"
+    def run_dir(self, exp: str, seed: int) -> str:
+        """A pre-training's folder: checkpoint, log.jsonl, submitit logs and the export."""
+        return f"{self.results}/pretrain/{exp}/seed{seed}"
 
-    def teacher(self, exp: str, role: str) -> str:
-        return f"{self.export_dir(exp)}/teacher_{role}.pt"
+    def export_dir(self, exp: str, seed: int) -> str:
+        return f"{self.run_dir(exp, seed)}/export"
 
-    def metrics(self, exp: str, role: str, protocol: str) -> str:
-        return f"{self.results}/eval/{exp}/{role}/{protocol}.json"
+    def teacher(self, exp: str, role: str, seed: int) -> str:
+        return f"{self.export_dir(exp, seed)}/teacher_{role}.pt"
+
+    def metrics(self, exp: str, role: str, protocol: str, seed: int) -> str:
+        return f"{self.results}/eval/{exp}/seed{seed}/{role}/{protocol}.json"
+
+    def seed_metrics(self, exp: str, role: str, protocol: str) -> list[str]:
+        """One cell's metrics files: one per seed of the scale."""
+        return [self.metrics(exp, role, protocol, s) for s in self.seeds]
+
+    @staticmethod
+    def parse_metrics(path: str) -> tuple[str, int, str, str] | None:
+        """(experiment, seed, model, protocol) of a metrics file of rule `evaluate`; None for another file."""
+        m = re.search(r"/eval/([^/]+)/seed(\d+)/([^/]+)/([^/]+)\.json$", path)
+        return (m.group(1), int(m.group(2)), m.group(3), m.group(4)) if m else None
+
+    @staticmethod
+    def random_run(role: str) -> str:
+        """The run name of a model's random initialisation."""
+        return f"{RANDOM_PREFIX}{role}"
+
+    def random_role(self, run: str) -> str | None:
+        """The model of a random-initialisation run name; None for an experiment."""
+        role = run[len(RANDOM_PREFIX):] if run.startswith(RANDOM_PREFIX) else None
+        return role if role in self.models and run not in self.experiments else None
 
     def cost_metrics(self) -> str:
         """The metrics file of Table S3's time and memory (rule `cost`)."""
@@ -109,7 +157,14 @@ class Matrix:
     def check(self) -> None:
         """Every name the matrix uses must be defined: ConfigError names the first that is not, with its key."""
         datasets = self.config["datasets"]
+        if "seed" in self.config["pretrain"]:
+            raise ConfigError.at("pretrain.seed", "the workflow's seeds are the list scale.seeds (e.g. seeds: [0, 1, 2])")
         for exp, e in self.experiments.items():
+            if "seed" in e:
+                raise ConfigError.at(f"experiments.{exp}.seed", "the workflow's seeds are the list scale.seeds")
+            if exp.startswith(RANDOM_PREFIX):
+                raise ConfigError.at(f"experiments.{exp}", f"names starting with {RANDOM_PREFIX!r} are the random "
+                                     "initialisations' runs")
             for role in e["models"]:
                 if role not in self.models:
                     raise ConfigError.at(f"experiments.{exp}.models", f"unknown model {role!r}")
@@ -118,6 +173,10 @@ class Matrix:
             ds = e.get("dataset", "pretrain")
             if ds not in datasets:
                 raise ConfigError.at(f"experiments.{exp}.dataset", f"unknown dataset {ds!r}")
+        for kind in ("tables", "figures"):
+            for name in self.config["scale"].get(kind) or []:
+                if name not in self.config[kind]:
+                    raise ConfigError.at(f"scale.{kind}", f"unknown {kind[:-1]} {name!r}; known: {sorted(self.config[kind])}")
         for name, p in self.protocols.items():
             for key, ds in p["datasets"].items():
                 if ds not in datasets:

@@ -11,6 +11,7 @@ from mokd.workflow.figures import figure_kind, figure_members, figure_settings
 from mokd.workflow.matrix import Matrix
 from mokd.workflow.settings import pretrain_config
 from mokd.workflow.specs import cost_inputs, table_inputs
+from mokd.workflow.targets import built_figures, built_tables
 
 
 def shown_figure_settings(m: Matrix, fig: str) -> dict[str, Any]:
@@ -23,15 +24,19 @@ def shown_figure_settings(m: Matrix, fig: str) -> dict[str, Any]:
 
 
 def pretrained_runs(m: Matrix) -> list[str]:
-    """The experiments this scale pre-trains (those its tables and figures read), in the matrix's order."""
-    used = {Path(f).parts[-3] for t in m.config["tables"] for f in table_inputs(m, t)}
-    used |= {Path(d).parts[-2] for d in cost_inputs(m)}
-    used |= {member[0] for f in m.config["figures"] for member in figure_members(m, f)}
+    """The experiments this scale pre-trains (those its built tables and figures read), in the matrix's order
+    (random initialisations are not pre-trained)."""
+    tables = built_tables(m.config)
+    used = {parsed[0] for t in tables for f in table_inputs(m, t) if (parsed := m.parse_metrics(f))}
+    if "s3" in tables:
+        used |= {Path(d).parts[-3] for d in cost_inputs(m)}  # .../pretrain/<exp>/seed<k>/export
+    used |= {member[0] for f in built_figures(m.config) for member in figure_members(m, f)}
     return [e for e in m.experiments if e in used]
 
 
 def curves_settings(m: Matrix) -> dict[str, Any]:
-    """The settings of `python -m mokd curves`: per pre-trained run its title, log, K and model labels."""
+    """The settings of `python -m mokd curves`: per pre-trained run (of the first seed) its title, log, K
+    and model labels."""
     runs = []
     for exp in pretrained_runs(m):
         roles = m.experiments[exp]["models"]
@@ -39,7 +44,7 @@ def curves_settings(m: Matrix) -> dict[str, Any]:
         runs.append({
             "name": exp,
             "title": f"DINO {m.label(roles[0])}" if len(roles) == 1 else f"MOKD {m.pair_label(exp)}",
-            "log": f"{m.results}/pretrain/{exp}/log.jsonl",
+            "log": f"{m.run_dir(exp, m.first_seed)}/log.jsonl",
             "out_dim": cfg["out_dim"],
             "collapse_warning": cfg["collapse_warning"],
             "models": {r: m.label(r) for r in roles},

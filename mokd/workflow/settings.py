@@ -53,12 +53,18 @@ def pretrain_settings(
     return cfg
 
 
-def pretrain_config(matrix: Matrix, exp: str) -> dict[str, Any]:
-    """The full `python -m mokd pretrain` config of one experiment of the matrix (not validated)."""
+def pretrain_config(matrix: Matrix, exp: str, seed: int | None = None) -> dict[str, Any]:
+    """The full `python -m mokd pretrain` config of one experiment of the matrix and seed (default: the
+    scale's first), not validated. A random-initialisation run (`random_<model>`) gets its model's
+    DINO baseline config: its exported teacher is that baseline's initial teacher."""
+    seed = matrix.first_seed if seed is None else seed
+    role = matrix.random_role(exp)
+    if role is not None:
+        return pretrain_settings(matrix.config, [role], [1.0], overrides={"seed": seed})
     e = matrix.experiments[exp]
     lambdas = e["lambda"] if len(e["models"]) == 2 else [1.0]
     overrides = {k: v for k, v in e.items() if k not in MATRIX_KEYS}
-    return pretrain_settings(matrix.config, e["models"], lambdas, e.get("dataset", "pretrain"), overrides)
+    return pretrain_settings(matrix.config, e["models"], lambdas, e.get("dataset", "pretrain"), {**overrides, "seed": seed})
 
 
 def check_pretrain_configs(matrix: Matrix) -> None:

@@ -21,30 +21,40 @@ def caption(m: Matrix, roles: list[str]) -> str:
 
 
 def cell_files(rows: list[dict[str, Any]]) -> list[str]:
-    """Every metrics file the cells of these rows read, in order (with repeats)."""
+    """Every metrics file the cells of these rows read (their random-initialisation references too), in
+    order (with repeats)."""
     files: list[str] = []
     for row in rows:
         for c in row["cells"].values():
-            paths = c.get("metrics")
-            files += paths if isinstance(paths, list) else ([paths] if paths else [])
+            for part in (c, c.get("reference") or {}):
+                paths = part.get("metrics")
+                files += paths if isinstance(paths, list) else ([paths] if paths else [])
     return files
 
 
 def table_config_hash(m: Matrix, rows: list[dict[str, Any]]) -> str:
-    """Hash of the config slices a table's numbers come from (its experiments and protocols), so that
+    """Hash of the config slices a table's numbers come from (its runs, seeds and protocols), so that
     editing one experiment reruns only the tables that show it."""
-    exps, protocols = set(), set()
+    runs, protocols = set(), set()
     for path in cell_files(rows):
-        parts = Path(path).parts
-        i = len(parts) - 4  # .../eval/<exp>/<role>/<protocol>.json
-        if parts[i] == "eval":
-            exps.add(parts[i + 1])
-            protocols.add(Path(path).stem)
+        parsed = m.parse_metrics(path)
+        if parsed is not None:
+            exp, seed, _, protocol = parsed
+            runs.add((exp, seed))
+            protocols.add(protocol)
     return config_hash({
         "scale": m.config["scale"],
-        "experiments": {e: pretrain_config(m, e) for e in sorted(exps)},
+        "experiments": {f"{e}/seed{s}": pretrain_config(m, e, s) for e, s in sorted(runs)},
         "protocols": {p: protocol_settings(m, p) for p in sorted(protocols)},
     })
+
+
+def seeds_note(m: Matrix) -> str:
+    """What a cell is over seeds (scale.seeds), said under every table."""
+    if len(m.seeds) == 1:
+        return (f"One run per cell (seed {m.seeds[0]}): a single seed, not a measure of the spread between "
+                f"runs; list more in scale.seeds for mean ± std (n).")
+    return f"Each cell: mean ± std (n) over seeds {', '.join(map(str, m.seeds))} (one pre-training and evaluation per seed)."
 
 
 def table_spec(m: Matrix, table: str, code_version: str) -> dict[str, Any]:
@@ -59,7 +69,7 @@ def table_spec(m: Matrix, table: str, code_version: str) -> dict[str, Any]:
         "columns": [{"key": k, "label": label} for k, label in body.columns],
         "derived": [{"key": k, "label": label, "minus": list(minus)} for k, label, minus in body.derived],
         "rows": body.rows,
-        "notes": list(body.notes),
+        "notes": [seeds_note(m), *body.notes],
         "decimals": body.decimals,
         "footer": {"config_hash": table_config_hash(m, body.rows), "code_version": code_version},
     }
@@ -74,7 +84,7 @@ def table_inputs(m: Matrix, table: str) -> list[str]:
 def cost_inputs(m: Matrix) -> list[str]:
     """The export folders whose summaries Table S3's time and memory come from."""
     t = m.config["tables"]["s3"]
-    return [m.export_dir(e) for e in t["dino"] + [t["mokd"]]]
+    return [m.export_dir(e, m.first_seed) for e in t["dino"] + [t["mokd"]]]
 
 
 def cost_settings(m: Matrix) -> dict[str, Any]:

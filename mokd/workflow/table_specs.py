@@ -62,7 +62,12 @@ def table(id: str, title: str, config: str, reconstructed: bool = True) -> Calla
 
 # ------------------------------------------------------------------------------- building blocks
 def cell(m: Matrix, exp: str, role: str, protocol: str, value: str = "metrics.top1") -> dict[str, Any]:
-    return {"metrics": m.metrics(exp, role, protocol), "value": value}
+    """A model's value in one run and protocol: one metrics file per seed (mean ± std (n) over several);
+    at the CPU scales, also its random initialisation's files of the same seeds (the reference view)."""
+    out: dict[str, Any] = {"metrics": m.seed_metrics(exp, role, protocol), "value": value, "join": "mean"}
+    if m.random_reference:
+        out["reference"] = {"metrics": m.seed_metrics(m.random_run(role), role, protocol), "value": value}
+    return out
 
 
 def protocol_map(t: Mapping[str, Any]) -> dict[str, str]:
@@ -215,12 +220,15 @@ def s3(m: Matrix, t: Mapping[str, Any]) -> Body:
         }}
 
     dino_models = " / ".join(m.label(m.experiments[e]["models"][0]) for e in t["dino"])
+    s0 = m.first_seed
     rows = [
         row("DINO", f"DINO ({dino_models})",
-            [m.metrics(e, m.experiments[e]["models"][0], t["protocol"]) for e in t["dino"]]),
+            [m.metrics(e, m.experiments[e]["models"][0], t["protocol"], s0) for e in t["dino"]]),
         row("MOKD", f"MOKD ({m.pair_label(mokd)})",
-            [m.metrics(mokd, r, t["protocol"]) for r in m.experiments[mokd]["models"]]),
+            [m.metrics(mokd, r, t["protocol"], s0) for r in m.experiments[mokd]["models"]]),
     ]
     notes = ["Time: total pre-training hours; memory: peak per device (GPU: max allocated; CPU: peak process RSS)."]
+    if len(m.seeds) > 1:
+        notes.append(f"Every cell: the runs of seed {s0} (the first of the scale's seeds {m.seeds}).")
     columns = [("time_h", "Time (h)"), ("mem_gb", "Mem. (G)"), ("linear", "LP")]
     return Body(columns, rows, list(m.experiments[mokd]["models"]), notes=notes, decimals=2)

@@ -20,11 +20,22 @@ def figure_files(results: str, fig: str) -> list[str]:
     return [f"{results}/figures/{fig}.{ext}" for ext in FIGURE_FORMATS]
 
 
+def built_tables(config: dict[str, Any]) -> list[str]:
+    """The tables rule `all` builds: scale.tables, by default every table of the config."""
+    return list(config["scale"].get("tables") or config["tables"])
+
+
+def built_figures(config: dict[str, Any]) -> list[str]:
+    """The figures rule `all` builds: scale.figures, by default every figure of the config."""
+    chosen = config["scale"].get("figures")
+    return list(config["figures"] if chosen is None else chosen)
+
+
 def all_targets(config: dict[str, Any]) -> list[str]:
-    """The files of every table and figure the config lists, tables first."""
+    """The files of every table and figure the scale builds, tables first."""
     results = config["scale"]["results"]
-    tables = [f for t in config["tables"] for f in table_files(results, t)]
-    figures = [f for fig in config["figures"] for f in figure_files(results, fig)]
+    tables = [f for t in built_tables(config) for f in table_files(results, t)]
+    figures = [f for fig in built_figures(config) for f in figure_files(results, fig)]
     return tables + figures
 
 

@@ -97,17 +97,18 @@ def test_test_scale_tables_on_slurm_equal_a_local_run(slurm_cluster, sbatch_log:
 
     log = run.stdout + run.stderr
     calls = sbatch_log.read_text().splitlines()
-    # The executor plugin's jobs: 10 probes, cost, 2 tables (plus Fashion-MNIST's preparation in a
-    # fresh clone, where data/ is still empty).
+    # The executor plugin's jobs: 10 probes, the random initialisations of R50 and ViT-S and their 4
+    # probes (the tables' reference), cost, 2 tables (plus Fashion-MNIST's preparation in a fresh clone,
+    # where data/ is still empty).
     plugin = [c for c in calls if "--wrap" in c and "rule_prepare_" not in c]
     scripts = [Path(c.split()[-1]) for c in calls if "--wrap" not in c]  # submitit's: one script per pre-training
-    assert len(plugin) == 13 and all(f"-p {slurm_cluster.partition}" in c for c in plugin), plugin[:2]
+    assert len(plugin) == 19 and all(f"-p {slurm_cluster.partition}" in c for c in plugin), plugin[:2]
     assert len(scripts) == 6
     for folder in {p.parent for p in scripts}:  # the partition from MOKD_SLURM_PARTITION, as for the plugin
         assert all(f"#SBATCH --partition={slurm_cluster.partition}" in f.read_text() for f in folder.glob("*_submission.sh"))
     assert "localrule pretrain:" in log  # pre-trainings are submitted by their own (local) job
     assert len(re.findall(r"SLURM job \d+ finished", "".join(
-        p.read_text() for p in (tmp_path / "slurm" / "logs" / "pretrain").glob("*.log")))) == 6
+        p.read_text() for p in (tmp_path / "slurm" / "logs" / "pretrain").glob("*/*.log")))) == 6
     assert list((REPO / ".snakemake" / "slurm_logs" / "rule_evaluate").rglob("*.log"))  # kept on success
     for table in ("table_s2.md", "table_s3.md"):
         # The view of our values (the file's first table): equal but for measured time and memory; the
@@ -149,13 +150,13 @@ def test_failed_slurm_jobs_fail_the_run_naming_job_and_log(slurm_cluster, sbatch
     on a node without GPU."""
     env = env_with(sbatch_log, slurm_cluster.partition)
     results = tmp_path / "results"
-    export = results / "pretrain" / "dino_r18" / "export"
+    export = results / "pretrain" / "dino_r18" / "seed0" / "export"
     export.mkdir(parents=True)
     (export / "teacher_r18.pt").write_bytes(b"not a checkpoint")
     (export / "summary.json").write_text("{}")
     cfg = write_config(tmp_path / "c.yaml", results, launch={"pretrain": "slurm"}, pretrain={"device": "cuda"})
-    evaluation = results / "eval" / "dino_r18" / "r18" / "knn.json"
-    pretraining = results / "pretrain" / "dino_r34" / "export"
+    evaluation = results / "eval" / "dino_r18" / "seed0" / "r18" / "knn.json"
+    pretraining = results / "pretrain" / "dino_r34" / "seed0" / "export"
     try:
         out = snakemake([str(evaluation), str(pretraining), "--profile", "slurm", *FAST_STATUS, *COMMON,
                          "--configfile", str(cfg)], env, 300)
@@ -164,17 +165,17 @@ def test_failed_slurm_jobs_fail_the_run_naming_job_and_log(slurm_cluster, sbatch
     text = out.stdout + out.stderr
     assert out.returncode != 0, text[-4000:]
     # The evaluation: the plugin names the SLURM job, its state, the rule's log and SLURM's log.
-    eval_log = results / "logs" / "eval" / "dino_r18" / "r18" / "knn.log"
+    eval_log = results / "logs" / "eval" / "dino_r18" / "seed0" / "r18" / "knn.log"
     m = re.search(r"Error in rule evaluate:.*?(?=\n\n|\Z)", text, re.S)
     assert m and str(eval_log) in m.group(0), text[-5000:]
     assert re.search(r"SLURM-job '?\d+'? failed, SLURM status is: '?FAILED", m.group(0)), m.group(0)
     assert re.search(r"\.snakemake/slurm_logs/rule_evaluate/\S*\d+\.log", text), text[-5000:]
     # The pre-training: its rule's log (shown by the profile's show-failed-logs) has sacct and the log path.
-    pre_log = results / "logs" / "pretrain" / "dino_r34.log"
+    pre_log = results / "logs" / "pretrain" / "dino_r34" / "seed0.log"
     assert re.search(rf"Error in rule pretrain:.*{re.escape(str(pre_log))}", text, re.S), text[-5000:]
     shown = pre_log.read_text()
     # A config error, caught in the SLURM job: one line and its exit code (mokd/cli.py), no traceback.
-    job_id = re.search(r"SLURM job (\d+) stopped on an error; job log \S+/pretrain/dino_r34/submitit/(\d+)_0_log\.err",
+    job_id = re.search(r"SLURM job (\d+) stopped on an error; job log \S+/pretrain/dino_r34/seed0/submitit/(\d+)_0_log\.err",
                        shown)
     assert job_id and job_id.group(1) == job_id.group(2), shown[-3000:]
     assert "error: config key 'device': cuda requested but no GPU is visible" in shown.splitlines(), shown[-3000:]

@@ -106,6 +106,28 @@ def test_seeds_mean_std_n(spec: dict, reported: Path, tmp_path: Path) -> None:
     assert md_rows(build_table(validate_spec(spec), load_reported(reported)).md, 0)[0][1] == "48.0"
 
 
+def test_gain_over_the_random_initialisation_is_paired_by_seed(spec: dict, reported: Path, tmp_path: Path) -> None:
+    """A cell with a reference gets a third view: ours − reference per seed, mean ± std (n)."""
+    ours = [write_json(tmp_path / f"o{i}.json", {"metrics": {"top1": v}}) for i, v in enumerate((48.0, 49.0, 50.5))]
+    rand = [write_json(tmp_path / f"r{i}.json", {"metrics": {"top1": v}}) for i, v in enumerate((45.0, 48.5, 47.0))]
+    spec["rows"][0]["cells"]["knn_dino"] = {"metrics": ours, "join": "mean", "reference": {"metrics": rand}}
+    built = build_table(validate_spec(spec), load_reported(reported))
+    # Paired differences 3.0, 0.5, 3.5: mean 2.3333 -> +2.3, sample std 1.6073 -> 1.6. An unpaired
+    # difference of means would have the same mean but not this spread; cells without a reference: —.
+    assert [v.name for v in built.views] == ["ours", "paper", "vs_random"]
+    assert md_rows(built.md, 2) == [["A (A–B)", "+2.3 ± 1.6 (3)", "—", "—"], ["B (A–B)", "—", "—", "—"]]
+    assert md_rows(built.md, 0)[0][1] == "49.2 ± 1.3 (3)"  # our view is unchanged
+    assert "\\label{tab:tx_vs_random}" in built.tex and "random initialisation" in built.html
+    spec["rows"][0]["cells"]["knn_dino"]["reference"]["metrics"] = rand[:2]
+    with pytest.raises(TableError, match="'reference' lists 2 metrics files for 3 of ours"):
+        build_table(validate_spec(spec), load_reported(reported))
+
+
+def test_no_reference_no_third_view(spec: dict, reported: Path) -> None:
+    built = build_table(validate_spec(spec), load_reported(reported))
+    assert len(built.views) == 2 and len(pipe_tables(built.md)) == 2 and "vs_random" not in built.tex
+
+
 def test_markdown_document(spec: dict, reported: Path) -> None:
     md = build_table(validate_spec(spec), load_reported(reported)).md
     assert md.startswith("## Table TX: k-NN of A & B\n")

@@ -58,8 +58,10 @@ def variant(args: list[str], kind: str, **changes: object) -> list[str]:
 
 
 def metrics_files(args: list[str]) -> set[str]:
+    """Every metrics file a table job reads: its cells' and their random-initialisation references'."""
     spec = json.loads(args[args.index("--spec") + 1])
     cells = [c for row in spec["rows"] for c in row["cells"].values()]
+    cells += [c["reference"] for c in cells if c.get("reference")]
     return {m for c in cells for m in ([c["metrics"]] if isinstance(c.get("metrics"), str) else c.get("metrics") or [])}
 
 

@@ -16,11 +16,16 @@ from tests.workflow.smk import job_counts, snakemake, write_config
 #  S2: depths 1 and 2 x 2 models x linear_100 (depth 3 is T6's MOKD run)                     ->   4
 #  T2, S1, S3 reuse T1's linear jobs.
 #  One pre-training curves figure per scale (every run's log.jsonl).
+#  One seed per scale by default (scale.seeds: [0]).
 PAPER = {"pretrain": 31, "evaluate": 74 + 54 + 54 + 5 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1,
          "pretrain_curves": 1}
 #  The default scale shortens T3 and T4 to 3 pairs (6 models + 4 baselines) x 2 = 20 each, T5 to 3 rows.
+#  Its random-initialisation references (scale.random_init_reference): one export per model (9), and one
+#  evaluation per (model, protocol) the tables show: T1 9 models x 2 = 18; T3 and T4 (R50, ViT-S, R18,
+#  ViT-T) x 2 = 8 each; T5 R50 detection 1; T6 (R50, ViT-S) x 2 = 4; T2, S1, S2 reuse those      ->  39
+DEFAULT_EVALUATE = 74 + 20 + 20 + 3 + 20 + 4 + 39
 DEFAULT = {
-    "pretrain": 31, "evaluate": 74 + 20 + 20 + 3 + 20 + 4, "table": 9, "figure": 4, "cost": 1, "all": 1,
+    "pretrain": 31, "random_init": 9, "evaluate": DEFAULT_EVALUATE, "table": 9, "figure": 4, "cost": 1, "all": 1,
     "pretrain_curves": 1,
     "prepare_fashion_mnist": 1, "prepare_cifar_standin": 1, "prepare_coco_synthetic": 1,
 }
@@ -40,13 +45,26 @@ def test_default_dag(tmp_path: Path) -> None:
     assert job_counts(out.stdout + out.stderr) == DEFAULT
 
 
+def test_every_run_is_repeated_per_seed(tmp_path: Path) -> None:
+    """With three seeds every pre-training, reference and evaluation a table shows runs three times;
+    figures, the training curves and Table S3's cost stay one job each (the first seed's runs)."""
+    results = tmp_path / "results"
+    cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", results, scale={"results": str(results), "seeds": [0, 1, 2]})
+    out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = {**DEFAULT, "pretrain": 3 * 31, "random_init": 3 * 9, "evaluate": 3 * DEFAULT_EVALUATE}
+    assert job_counts(out.stdout + out.stderr) == expected
+
+
 def test_partial_target_runs_only_what_it_needs(tmp_path: Path) -> None:
-    """Table S2 needs its three T-Head-depth runs, their linear probes and its table: nothing else."""
+    """Table S2 needs its three T-Head-depth runs, their linear probes, the random initialisations of
+    its two models with theirs, and its table: nothing else."""
     cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", tmp_path / "results")
     out = snakemake("table_s2", "-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
-    assert counts == {"pretrain": 3, "evaluate": 6, "table": 1, "table_s2": 1, "prepare_fashion_mnist": 1}
+    assert counts == {"pretrain": 3, "random_init": 2, "evaluate": 8, "table": 1, "table_s2": 1,
+                      "prepare_fashion_mnist": 1}
 
 
 @pytest.mark.parametrize(
@@ -95,7 +113,7 @@ def test_a_config_with_only_base_is_that_base(tmp_path: Path) -> None:
     assert "results/test/" in planned.stdout and "results/default/" not in planned.stdout
     override = tmp_path / "override.yaml"
     override.write_text("base: config/test.yaml\nexperiments: {dino_r34: {epochs: 20}}\n")
-    out = snakemake("results/test/pretrain/dino_r34/export", "-n", "--configfile", str(override), timeout=300)
+    out = snakemake("results/test/pretrain/dino_r34/seed0/export", "-n", "--configfile", str(override), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
 
 

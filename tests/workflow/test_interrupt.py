@@ -87,12 +87,12 @@ def test_ctrl_c_during_pretraining_keeps_finished_results_and_rerun_resumes(tmp_
     results = tmp_path / "results"
     cfg = write_config(tmp_path / "c.yaml", "config/test.yaml", results,
                        experiments={INTERRUPTED: {"epochs": EPOCHS, "checkpoint_every_iters": 1000}})
-    finished, target = results / "pretrain" / FINISHED / "export", results / "pretrain" / INTERRUPTED / "export"
+    finished, target = (results / "pretrain" / run / "seed0" / "export" for run in (FINISHED, INTERRUPTED))
     run_dir = target.parent
     out = snakemake(str(finished), "--cores", "1", "--configfile", str(cfg), timeout=BOUND_S)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     before = snapshot(results)
-    assert "pretrain/dino_r18/export/summary.json" in before
+    assert "pretrain/dino_r18/seed0/export/summary.json" in before
 
     console = tmp_path / "interrupted.log"
     with console.open("w") as stream:
@@ -133,7 +133,7 @@ def test_ctrl_c_during_pretraining_keeps_finished_results_and_rerun_resumes(tmp_
     summary = json.loads((target / "summary.json").read_text())
     assert summary["steps"] == 2 * EPOCHS
     assert sorted(p.name for p in target.glob("teacher_*.pt")) == ["teacher_r18.pt", "teacher_r50.pt"]
-    rerun_log = (results / "logs" / "pretrain" / f"{INTERRUPTED}.log").read_text()
+    rerun_log = (results / "logs" / "pretrain" / INTERRUPTED / "seed0.log").read_text()
     resumed = re.search(r"resuming at step (\d+)", rerun_log)
     assert resumed and int(resumed.group(1)) == checkpointed, rerun_log[-3000:]
     assert logged_steps(run_dir) == list(range(2 * EPOCHS)), "log.jsonl: a step missing or logged twice"

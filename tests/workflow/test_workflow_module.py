@@ -81,8 +81,10 @@ def test_matrix_check_names_the_key(m: Matrix) -> None:
 
 
 def test_paths_and_dataset_inputs(m: Matrix) -> None:
-    assert m.teacher("dino_r18", "r18") == "results/test/pretrain/dino_r18/export/teacher_r18.pt"
-    assert m.metrics("dino_r18", "r18", "knn") == "results/test/eval/dino_r18/r18/knn.json"
+    assert m.teacher("dino_r18", "r18", 0) == "results/test/pretrain/dino_r18/seed0/export/teacher_r18.pt"
+    assert m.metrics("dino_r18", "r18", "knn", 2) == "results/test/eval/dino_r18/seed2/r18/knn.json"
+    assert m.parse_metrics(m.metrics("random_r18", "r18", "knn", 2)) == ("random_r18", 2, "r18", "knn")
+    assert m.random_role("random_r18") == "r18" and m.random_role("dino_r18") is None
     assert m.protocol_inputs("knn") == [m.prepared_marker("fashion_mnist")]
     assert m.pair_key("mokd_r50_vit_s") == "R50-ViT-S" and m.pair_label("mokd_r50_vit_s") == "R50–ViT-S"
 
@@ -105,12 +107,58 @@ def test_every_table_of_every_scale_builds(scale: str) -> None:
 def test_table_rows_read_the_right_metrics(m: Matrix) -> None:
     t1 = specs.table_spec(m, "t1", "v0")
     row = next(r for r in t1["rows"] if r["key"] == "R50@R50-ViT-S")
-    assert row["cells"]["knn_dino"]["metrics"] == m.metrics("dino_r50", "r50", "knn")
-    assert row["cells"]["knn_mokd"]["metrics"] == m.metrics("mokd_r50_vit_s", "r50", "knn")
+    assert row["cells"]["knn_dino"]["metrics"] == [m.metrics("dino_r50", "r50", "knn", 0)]
+    assert row["cells"]["knn_mokd"]["metrics"] == [m.metrics("mokd_r50_vit_s", "r50", "knn", 0)]
+    assert row["cells"]["knn_mokd"]["reference"]["metrics"] == [m.metrics("random_r50", "r50", "knn", 0)]
     assert {"key": "knn_gain", "label": "knn Δ", "minus": ["knn_mokd", "knn_dino"]} in t1["derived"]
     s3 = specs.table_spec(m, "s3", "v0")
     assert s3["decimals"] == 2 and m.cost_metrics() in specs.table_inputs(m, "s3")
-    assert specs.cost_inputs(m) == [m.export_dir(e) for e in ["dino_r50", "dino_vit_s", "mokd_r50_vit_s"]]
+    assert specs.cost_inputs(m) == [m.export_dir(e, 0) for e in ["dino_r50", "dino_vit_s", "mokd_r50_vit_s"]]
+
+
+def test_every_cell_runs_per_seed_beside_its_random_initialisation() -> None:
+    m = Matrix(load("test", scale={"seeds": [3, 1]}))
+    row = next(r for r in specs.table_spec(m, "t1", "v0")["rows"] if r["key"] == "R50@R50-ViT-S")
+    cell = row["cells"]["linear_mokd"]
+    assert cell["join"] == "mean" and cell["metrics"] == [m.metrics("mokd_r50_vit_s", "r50", "linear", s) for s in (3, 1)]
+    assert cell["reference"]["metrics"] == [m.metrics("random_r50", "r50", "linear", s) for s in (3, 1)]
+    files = specs.table_inputs(m, "t1")
+    assert m.metrics("random_vit_t", "vit_t", "knn", 1) in files and m.metrics("dino_r18", "r18", "knn", 3) in files
+    assert "mean ± std (n) over seeds 3, 1" in specs.table_spec(m, "t1", "v0")["notes"][0]
+    s3 = specs.table_spec(m, "s3", "v0")  # time, memory and LP of the first seed's runs
+    assert all("seed3" in f for f in specs.table_inputs(m, "s3") if "/eval/" in f and "cost" not in f)
+    assert any("seed 3" in n for n in s3["notes"])
+    paper = Matrix(load("paper"))  # one seed, no random reference at the paper scale
+    row = specs.table_spec(paper, "t1", "v0")["rows"][0]
+    assert paper.seeds == [0] and all("reference" not in c for c in row["cells"].values())
+
+
+def test_random_initialisation_runs_are_their_models_dino_config(m: Matrix) -> None:
+    rand = settings.pretrain_config(m, "random_r50", 4)
+    assert rand == settings.pretrain_config(m, "dino_r50", 4) and rand["seed"] == 4
+    assert settings.pretrain_config(m, "mokd_r50_vit_s")["seed"] == m.first_seed == 0
+
+
+def test_seeds_are_the_scales_not_a_pretrain_key(m: Matrix) -> None:
+    m.config["pretrain"]["seed"] = 1
+    with pytest.raises(ConfigError, match=r"config key 'pretrain\.seed'.*scale\.seeds"):
+        m.check()
+    with pytest.raises(ConfigError, match=r"scale\.seeds"):
+        load("test", scale={"seeds": []})
+
+
+def test_a_scale_may_build_only_some_tables_and_figures() -> None:
+    from mokd.workflow import report
+
+    m = Matrix(load("test", scale={"tables": ["t1"], "figures": ["f4_tsne"]}))
+    assert targets.all_targets(m.config) == [*targets.table_files(m.results, "t1"),
+                                             *targets.figure_files(m.results, "f4_tsne")]
+    runs = report.pretrained_runs(m)  # the training curves show only what is built
+    assert "mokd_r50_vit_s" in runs and "in100_mokd" not in runs and "dino_r34" not in runs
+    assert "table_t2" in targets.named_targets(m.results)  # the others stay reachable by name
+    m.config["scale"]["tables"] = ["t9"]
+    with pytest.raises(ConfigError, match=r"config key 'scale\.tables': unknown table 't9'"):
+        m.check()
 
 
 def test_a_table_hash_changes_only_with_what_it_shows(m: Matrix) -> None:
@@ -148,7 +196,8 @@ def extra_table() -> Iterator[str]:
 
 def test_adding_a_table_is_its_builder_and_its_config_entry(extra_table: str) -> None:
     m = Matrix(load("test", tables={extra_table: {"experiment": "dino_r18", "protocol": "knn"}}))
-    assert specs.table_inputs(m, extra_table) == [m.metrics("dino_r18", "r18", "knn")]
+    assert specs.table_inputs(m, extra_table) == [m.metrics("dino_r18", "r18", "knn", 0),
+                                                  m.metrics("random_r18", "r18", "knn", 0)]
     assert specs.table_spec(m, extra_table, "v0")["title"] == "Table X1: R18 k-NN"
     assert "table_x1" in targets.named_targets(m.results)
     assert f"{m.results}/tables/table_x1.md" in targets.all_targets(m.config)
@@ -224,7 +273,7 @@ def test_curves_show_every_pretrained_run_with_its_labels(m: Matrix) -> None:
     by_name = {r["name"]: r for r in curves["runs"]}
     assert by_name["mokd_r50_vit_s"]["title"] == "MOKD R50–ViT-S"
     assert by_name["dino_r50"]["title"] == "DINO R50" and by_name["dino_r50"]["models"] == {"r50": "R50"}
-    assert by_name["dino_r50"]["log"] == f"{m.results}/pretrain/dino_r50/log.jsonl"
+    assert by_name["dino_r50"]["log"] == f"{m.results}/pretrain/dino_r50/seed0/log.jsonl"
     assert by_name["dino_r50"]["out_dim"] == m.config["pretrain"]["out_dim"]
     assert by_name["dino_r50"]["collapse_warning"] == 0.98  # the pretrain schema's default
 

@@ -13,7 +13,7 @@ from mokd.config import ConfigError
 from mokd.provenance import code_version
 from mokd.workflow import launch_args, settings
 from mokd.workflow.configs import load_workflow_config, missing_user_datasets
-from mokd.workflow.matrix import Matrix
+from mokd.workflow.matrix import RANDOM_PREFIX, Matrix
 from mokd.workflow.settings import as_json
 
 # Jobs run `python` from the environment that runs Snakemake (the project's .venv or conda env),
@@ -48,15 +48,18 @@ CODE_VERSION = code_version()
 
 
 wildcard_constraints:
-    exp="|".join(sorted(EXPERIMENTS)),
+    exp="|".join(sorted(EXPERIMENTS) + [RANDOM_PREFIX + m for m in sorted(MODELS)]),
+    seed=r"\d+",
     role="|".join(sorted(MODELS)),
     protocol="|".join(sorted(PROTOCOLS)),
 
 
 # The functions the rules call, bound to this config (mokd/workflow/matrix.py, settings.py and
 # launch_args.py; the tables' and figures' in specs.smk).
+run_dir = M.run_dir
 export_dir = M.export_dir
 teacher = M.teacher
+random_run = M.random_run
 label = M.label
 pair_label = M.pair_label
 resources_of = M.resources_of

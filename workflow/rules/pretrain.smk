@@ -1,6 +1,6 @@
-# Pre-training: one job per experiment (MOKD pair, DINO baseline, ablation or T-Head depth variant).
-# The declared output is the export folder (teachers + summary.json). The resume checkpoint and the
-# JSON-lines log live beside it in results/<scale>/pretrain/<exp>/, outside the declared output, so a
+# Pre-training: one job per experiment (MOKD pair, DINO baseline, ablation or T-Head depth variant) and
+# seed of scale.seeds. The declared output is the export folder (teachers + summary.json). The resume
+# checkpoint and the JSON-lines log live beside it in results/<scale>/pretrain/<exp>/seed<k>/, outside the declared output, so a
 # killed or timed-out job resumes instead of restarting, and a config change sets the old checkpoint
 # aside instead of deleting it.
 #
@@ -9,7 +9,7 @@
 #   inprocess       in the Snakemake job's own process (with the slurm profile: inside the SLURM job
 #                   that the executor plugin submits, with the `gpu` resource of resources.pretrain);
 #   submitit-local  in a child process started through submitit (same code and numbers; its log in
-#                   results/<scale>/pretrain/<exp>/submitit/ is also copied into the rule's log);
+#                   results/<scale>/pretrain/<exp>/seed<k>/submitit/ is also copied into the rule's log);
 #   slurm           as a SLURM job submitted through submitit (one task per GPU, several nodes if
 #                   asked, requeued from its checkpoint at a time limit or preemption). The rule is
 #                   then a local rule: its job runs on the machine running Snakemake, only submits
@@ -41,15 +41,17 @@ except ConfigError as _exc:
 
 
 rule pretrain:
+    wildcard_constraints:
+        exp="|".join(sorted(EXPERIMENTS)),
     input:
         lambda w: dataset_inputs(EXPERIMENTS[w.exp].get("dataset", "pretrain")),
     output:
-        directory(f"{R}/pretrain/{{exp}}/export"),
+        directory(f"{R}/pretrain/{{exp}}/seed{{seed}}/export"),
     params:
-        cfg=lambda w: as_json(pretrain_config(w.exp)),
-        run_dir=lambda w: f"{R}/pretrain/{w.exp}",
+        cfg=lambda w: as_json(pretrain_config(w.exp, int(w.seed))),
+        run_dir=lambda w: run_dir(w.exp, int(w.seed)),
     log:
-        f"{R}/logs/pretrain/{{exp}}.log",
+        f"{R}/logs/pretrain/{{exp}}/seed{{seed}}.log",
     conda:
         ENV
     localrule: PRETRAIN_ON_SLURM
@@ -60,3 +62,22 @@ rule pretrain:
     shell:
         "OMP_NUM_THREADS={threads} python -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir}"
         " --export-dir {output} --restart-on-config-change {resources.mokd_launch} > {log} 2>&1"
+
+
+# A model's random initialisation (the reference of the CPU scales' tables, scale.random_init_reference):
+# its DINO baseline's teacher before the first step, for the same seed, exported without training.
+rule random_init:
+    wildcard_constraints:
+        role="|".join(sorted(MODELS)),
+    output:
+        directory(f"{R}/pretrain/{RANDOM_PREFIX}{{role}}/seed{{seed}}/export"),
+    params:
+        cfg=lambda w: as_json(pretrain_config(random_run(w.role), int(w.seed))),
+    log:
+        f"{R}/logs/pretrain/{RANDOM_PREFIX}{{role}}/seed{{seed}}.log",
+    conda:
+        ENV
+    resources:
+        **resources_of("light"),
+    shell:
+        "OMP_NUM_THREADS=1 python -m mokd random-init --settings {params.cfg:q} --export-dir {output} > {log} 2>&1"

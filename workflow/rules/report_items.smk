@@ -14,6 +14,7 @@ def figure_item(kind):
 
 
 from mokd.workflow import report as _report
+from mokd.workflow.targets import built_tables
 
 shown_figure_settings = partial(_report.shown_figure_settings, M)
 pretrained_runs = partial(_report.pretrained_runs, M)
@@ -22,4 +23,4 @@ curves_settings = partial(_report.curves_settings, M)
 
 CURVES = [f"{R}/figures/pretrain_curves.{ext}" for ext in ("png", "pdf")]
 # Besides the .md and .tex of all_targets(): each table's paper view in LaTeX and its HTML page (report items).
-REPORT_TARGETS = CURVES + [f"{R}/tables/table_{t}{end}" for t in config["tables"] for end in ("_vs_paper.tex", ".html")]
+REPORT_TARGETS = CURVES + [f"{R}/tables/table_{t}{end}" for t in built_tables(config) for end in ("_vs_paper.tex", ".html")]

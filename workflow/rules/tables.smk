@@ -1,4 +1,6 @@
 # Tables and figures: cheap rules that read metrics files. One named target rule per table and figure.
+# A table cell reads one metrics file per seed of scale.seeds; figures, the pre-training curves and Table
+# S3's time and memory show the first seed's runs.
 # Every table, figure and the pre-training curves are items of `snakemake --report report.html`
 # (captions in workflow/report/; categories Tables, Figures, Pre-training; a subcategory per table/figure).
 
@@ -50,7 +52,7 @@ rule figure:
     wildcard_constraints:
         fig="|".join(config["figures"]),
     input:
-        lambda w: sorted({export_dir(m[0]) for m in figure_members(w.fig)}),
+        lambda w: sorted({export_dir(m[0], M.first_seed) for m in figure_members(w.fig)}),
         lambda w: dataset_inputs(config["figures"][w.fig]["dataset"]),
     output:
         json=f"{R}/figures/{{fig}}.json",
@@ -58,7 +60,7 @@ rule figure:
         pdf=report(f"{R}/figures/{{fig}}.pdf", **figure_item("PDF")),
     params:
         kind=lambda w: figure_kind(w.fig),
-        checkpoints=lambda w: " ".join(teacher(m[0], m[1]) for m in figure_members(w.fig)),
+        checkpoints=lambda w: " ".join(teacher(m[0], m[1], M.first_seed) for m in figure_members(w.fig)),
         settings=lambda w: as_json(shown_figure_settings(w.fig)),
     log:
         f"{R}/logs/figures/{{fig}}.log",
@@ -76,7 +78,7 @@ rule figure:
 
 rule pretrain_curves:
     input:
-        [export_dir(e) for e in pretrained_runs()],
+        [export_dir(e, M.first_seed) for e in pretrained_runs()],
     output:
         json=f"{R}/figures/pretrain_curves.json",
         png=report(CURVES[0], caption="../report/pretrain_curves.rst", category="Pre-training", labels={"file": "PNG"}),
