@@ -9,6 +9,11 @@ MLP-Head teacher entropy against ln K (uniform collapse when they meet) and the 
 then, per model, the mean ± std over seeds of trained, random and their difference, with the
 difference's standard error (std / sqrt(n)).
 
+The k-NN protocol is `knn_probe` where the config defines one (config/cpu_study.yaml: a held-out
+probe split, images that neither pre-training nor the tables' `knn` protocol use), else `knn`; so a
+setting chosen on the probe leaves the tables' k-NN an independent test. The probe prints which
+protocol it used and how many images its datasets share with the pre-training set and with `knn`'s.
+
   python benchmarks/learning_probe.py --models r50 --seeds 0 1 2 --jobs 2
   python benchmarks/learning_probe.py --models r50 vit_s --seeds 0 1 2 --set pretrain.epochs=30 \
       --set families.cnn.optimizer.lr=0.5 --out probe.json
@@ -51,6 +56,7 @@ from benchmarks.workflow_config import (  # noqa: E402
 )
 from mokd.checkpoint import export_teacher  # noqa: E402
 from mokd.config import apply_overrides, load_yaml, validate  # noqa: E402
+from mokd.data import build_dataset  # noqa: E402
 from mokd.distributed import TASK_ENV_VARS  # noqa: E402
 from mokd.models.network import build_network  # noqa: E402
 
@@ -109,7 +115,8 @@ def probe_seed(config: dict[str, Any], args: argparse.Namespace, seed: int, root
     rows = []
     for model_cfg in cfg["models"]:
         name = model_cfg["name"]
-        trained = knn_top1(work / f"teacher_{name}.pt", settings, work / f"knn_{name}.json", args.threads)
+        trained_out = work / f"knn_{name}_{args.knn_protocol}_{digest(settings)}.json"
+        trained = knn_top1(work / f"teacher_{name}.pt", settings, trained_out, args.threads)
         rand_dir = root / "random" / f"{name}_{digest([model_cfg['backbone'], cfg['crops']['global_size']])}_s{seed}"
         rand_path = random_teacher(model_cfg, cfg, rand_dir / f"random_{name}.pt")
         rand_settings = {**settings, "feature_cache": str(rand_dir / "feature_cache")}
@@ -125,6 +132,7 @@ def probe_seed(config: dict[str, Any], args: argparse.Namespace, seed: int, root
             "steps": json.loads(summary.read_text())["steps"],
             "pretrain_s": round(pretrain_s, 1),
             "overrides": args.set,
+            "knn_protocol": args.knn_protocol,
             "run": str(work),
         }
         print(
@@ -134,6 +142,31 @@ def probe_seed(config: dict[str, Any], args: argparse.Namespace, seed: int, root
         )
         rows.append(row)
     return rows
+
+
+PROBE_PROTOCOL = "knn_probe"  # the held-out probe split's k-NN protocol (config/cpu_study.yaml)
+
+
+def _image_ids(spec: dict[str, Any], split: str) -> set[tuple[str, ...]]:
+    """Which images of which dataset files a dataset spec selects (source index or file path)."""
+    ds = build_dataset(spec, split)
+    where = (spec["name"], str(Path(spec["root"]).resolve()), split)
+    if hasattr(ds, "source_indices"):
+        return {(*where, str(i)) for i in ds.source_indices}
+    if hasattr(ds, "samples"):
+        return {(*where, rel) for rel, _ in ds.samples}
+    return {(*where, str(i)) for i in range(len(ds))}
+
+
+def held_out_overlap(config: dict[str, Any], protocol: str) -> dict[str, int]:
+    """Images the protocol's k-NN datasets share with the pre-training set and with the `knn` protocol's."""
+    datasets, protocols = config["datasets"], config["protocols"]
+    splits = {"data_train": "train", "data_val": "val"}  # as mokd/eval/knn.py reads them
+    mine = set().union(*(_image_ids(datasets[role]["spec"], splits[key]) for key, role in protocols[protocol]["datasets"].items()))
+    others = {"pretrain": _image_ids(datasets["pretrain"]["spec"], "train")}  # mokd/engine.py trains on "train"
+    for key, role in protocols["knn"]["datasets"].items():
+        others[f"knn.{key} ({role})"] = _image_ids(datasets[role]["spec"], splits[key])
+    return {name: len(mine & ids) for name, ids in others.items()}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -182,7 +215,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--jobs", type=int, default=1, help="seeds run at the same time (one CPU thread each by default)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override of the workflow config, e.g. pretrain.epochs=30 (repeatable)")
-    ap.add_argument("--knn-protocol", default="knn", help="protocol of the config to evaluate with")
+    ap.add_argument("--knn-protocol", default=None,
+                    help=f"protocol of the config to evaluate with (default: {PROBE_PROTOCOL} where the config has it, else knn)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of each command")
     ap.add_argument("--work", default=None, help="run folder, one sub-folder per seed (default: benchmarks/out/probe/...)")
     ap.add_argument("--out", default=None, help="JSON file for the results (per seed and summary)")
@@ -195,6 +229,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit("--models: give one role (DINO baseline) or two (a MOKD pair)")
     config = validate(apply_overrides(load_workflow_config(args.config), args.set), load_yaml(WORKFLOW_SCHEMA))
     pretrain_config(config, args.models)  # a bad key fails here, before any run
+    if args.knn_protocol is None:
+        args.knn_protocol = PROBE_PROTOCOL if PROBE_PROTOCOL in config["protocols"] else "knn"
+    print(f"k-NN protocol: {args.knn_protocol}", flush=True)
+    overlap = None
+    if args.knn_protocol != "knn":
+        overlap = held_out_overlap(config, args.knn_protocol)
+        shared = ", ".join(f"{n} {name}" for name, n in overlap.items())
+        warn = "WARNING: not held out; " if any(overlap.values()) else ""
+        print(f"{warn}images {args.knn_protocol} shares with: {shared}", flush=True)
     seeds = args.seeds if args.seeds is not None else [config["pretrain"].get("seed", 0)]
     root = REPO / "benchmarks" / "out" / "probe"
     t0 = time.perf_counter()
@@ -204,6 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = summarise(rows)
     print_summary(summary, args.set)
     result = {"config": args.config, "models": args.models, "overrides": args.set, "seeds": seeds,
+              "knn_protocol": args.knn_protocol, "held_out_overlap": overlap,
               "rows": rows, "summary": summary, "wall_s": round(time.perf_counter() - t0, 1)}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
