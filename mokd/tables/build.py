@@ -35,7 +35,8 @@ from the CSV (`mokd.tables.reported`), looked up by (id upper-case, row key, col
 show "n/a". Δ needs two numbers; our numbers are first rounded half-up to the shown decimals, so Δ
 matches the page. A derived column computes `a − b` of its two `minus` columns (base or earlier
 derived), for ours and for reported separately, and stands right after the later of the two; its
-reported value takes the lowest confidence of the two. Low-confidence reported values are flagged
+reported value takes the lowest confidence of the two. Where both columns hold the same seeds, our
+derived value is mean ± std (n) of the per-seed differences (its mean: the difference of the shown means). Low-confidence reported values are flagged
 with † and explained, with their source, in the notes. A caption ending in "Models: A = x; B = y."
 keeps the model names and moves that legend to a list under the table. Footer defaults: code_version of this checkout, config_hash of the spec itself.
 Bad input (spec, metrics, reported CSV) exits with code 2 and a message naming the file/row/column.
@@ -59,7 +60,7 @@ from mokd.provenance import code_version
 from mokd.tables.cells import FLAG, Cell, Value, fmt_value, number_of, round_half_up
 from mokd.tables.reported import CONFIDENCES, Reported, TableError, load_reported, lookup
 from mokd.tables.render import render_html, render_latex, render_markdown
-from mokd.tables.stats import aggregate
+from mokd.tables.stats import Stat, aggregate
 from mokd.tables.views import View, build_views, split_caption
 
 RECONSTRUCTED = "Layout reconstructed from the protocols (the main paper's table was not available as text)."
@@ -203,10 +204,29 @@ def gain_over_reference(cell: dict[str, Any] | None, cache: dict[str, Any], wher
     return aggregate([float(a) - float(b) for a, b in zip(ours, theirs)])
 
 
-def _minus(a: Value, b: Value) -> float | None:
-    """a − b of two cells' numbers (a seed Stat by its mean)."""
-    x, y = number_of(a), number_of(b)
-    return x - y if x is not None and y is not None else None
+def seed_numbers(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) -> tuple[float, ...]:
+    """The per-seed numbers of a `join: mean` cell (for paired differences); () for any other cell."""
+    if not cell or cell.get("join") != MEAN or not isinstance(cell.get("metrics"), list):
+        return ()
+    values = file_values(cell["metrics"], cell.get("value", "metrics.top1"), cache, where)
+    return tuple(float(v) for v in values) if all(isinstance(v, float) for v in values) else ()
+
+
+def _minus(a: Cell, b: Cell, decimals: int) -> Value:
+    """a − b of two cells as shown: the difference of their shown numbers (a seed Stat by its mean), so
+    that it agrees with the page; when both hold the same seeds, ± the std of the per-seed differences."""
+    x, y = number_of(a.ours), number_of(b.ours)
+    if x is None or y is None:
+        return None
+    if len(a.seeds) > 1 and len(a.seeds) == len(b.seeds):
+        paired = aggregate([p - q for p, q in zip(a.seeds, b.seeds)])
+        assert isinstance(paired, Stat)
+        return round_half_up(Stat(x - y, paired.std, paired.n), decimals)
+    return round_half_up(x - y, decimals)
+
+
+def _paired(a: Cell, b: Cell) -> tuple[float, ...]:
+    return tuple(p - q for p, q in zip(a.seeds, b.seeds)) if len(a.seeds) == len(b.seeds) else ()
 
 
 def derive_reported(a: Reported | None, b: Reported | None) -> Reported | None:
@@ -230,11 +250,12 @@ def compute_cells(spec: dict[str, Any], reported: pd.DataFrame) -> dict[str, dic
             spec_cell, d = row["cells"].get(col["key"]), _decimals(spec, col)
             ours = round_half_up(our_value(spec_cell, cache, where), d)
             gain = round_half_up(gain_over_reference(spec_cell, cache, where), d)
-            cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain)
+            seeds = seed_numbers(spec_cell, cache, where)
+            cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain, seeds)
         for col in spec["derived"]:
             a, b = (cells[k] for k in col["minus"])
-            ours = round_half_up(_minus(a.ours, b.ours), _decimals(spec, col))
-            cells[col["key"]] = Cell(ours, derive_reported(a.reported, b.reported))
+            ours = _minus(a, b, _decimals(spec, col))
+            cells[col["key"]] = Cell(ours, derive_reported(a.reported, b.reported), None, _paired(a, b))
         out[row["key"]] = cells
     return out
 

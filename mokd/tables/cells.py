@@ -28,6 +28,7 @@ class Cell:
     ours: Value
     reported: Reported | None
     gain: Value = None  # ours − the cell's reference (a random initialisation), paired by seed
+    seeds: tuple[float, ...] = ()  # the per-seed numbers behind a mean ± std (n), for paired differences
 
     @property
     def delta(self) -> float | None:

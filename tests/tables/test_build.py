@@ -106,6 +106,20 @@ def test_seeds_mean_std_n(spec: dict, reported: Path, tmp_path: Path) -> None:
     assert md_rows(build_table(validate_spec(spec), load_reported(reported)).md, 0)[0][1] == "48.0"
 
 
+def test_derived_column_over_seeds_is_the_paired_difference(spec: dict, reported: Path, tmp_path: Path) -> None:
+    """MOKD − DINO over the same seeds: the shown means' difference ± the std of per-seed differences."""
+    def seeds(name: str, values: tuple[float, ...]) -> dict:
+        return {"metrics": [write_json(tmp_path / f"{name}{i}.json", {"metrics": {"top1": v}})
+                            for i, v in enumerate(values)], "join": "mean"}
+
+    spec["rows"][0]["cells"] = {"knn_dino": seeds("d", (48.0, 49.0, 50.5)), "knn_mokd": seeds("m", (50.0, 52.0, 51.0))}
+    md = build_table(validate_spec(spec), load_reported(reported)).md
+    # DINO 49.1667 -> 49.2 ± 1.3; MOKD 51.0 ± 1.0; per-seed differences 2.0, 3.0, 0.5: std 1.258 -> 1.3;
+    # shown Δ 51.0 − 49.2 = 1.8 (the mean of the differences, 1.8333, would also print 1.8).
+    assert md_rows(md, 0)[0] == ["A (A–B)", "49.2 ± 1.3 (3)", "51.0 ± 1.0 (3)", "1.8 ± 1.3 (3)"]
+    assert md_rows(md, 1)[0] == ["A (A–B)", "50.0 (-0.8)", "55.0† (-4.0)", "5.0† (-3.2)"]
+
+
 def test_gain_over_the_random_initialisation_is_paired_by_seed(spec: dict, reported: Path, tmp_path: Path) -> None:
     """A cell with a reference gets a third view: ours − reference per seed, mean ± std (n)."""
     ours = [write_json(tmp_path / f"o{i}.json", {"metrics": {"top1": v}}) for i, v in enumerate((48.0, 49.0, 50.5))]
