@@ -211,7 +211,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="config/default.yaml", help="workflow config (scale)")
     ap.add_argument("--models", nargs="+", required=True, help="one role (DINO baseline) or two (MOKD pair)")
-    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the config's pretrain.seed)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the config's scale.seeds)")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run at the same time (one CPU thread each by default)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="dotted override of the workflow config, e.g. pretrain.epochs=30 (repeatable)")
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shared = ", ".join(f"{n} {name}" for name, n in overlap.items())
         warn = "WARNING: not held out; " if any(overlap.values()) else ""
         print(f"{warn}images {args.knn_protocol} shares with: {shared}", flush=True)
-    seeds = args.seeds if args.seeds is not None else [config["pretrain"].get("seed", 0)]
+    seeds = args.seeds if args.seeds is not None else list(config["scale"]["seeds"])
     root = REPO / "benchmarks" / "out" / "probe"
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
