@@ -5,23 +5,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from mokd.checkpoint import export_provenance, load_backbone
 from mokd.cli import main
 from mokd.engine import Trainer
 from mokd.data import build_dataset
-from tests.core.tiny import PAIRS, tiny_config
+from tests.core.tiny import CROPS, PAIRS, tiny_config
 
 
 def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_the_reference_is_the_trained_runs_teacher_before_its_first_step(fashion_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pipeline", ["pil", "batched"])
+def test_the_reference_is_the_trained_runs_teacher_before_its_first_step(
+    pipeline: str, fashion_root: Path, tmp_path: Path
+) -> None:
     """Same network, same seed: the exported teacher equals the trainer's teacher at step 0, for each model
-    of a pair (built in the config's order), and another seed gives other weights."""
-    cfg = tiny_config(PAIRS["cnn_vit"](), fashion_root, seed=3)
+    of a pair (built in the config's order), whichever augmentation pipeline the trainer builds first,
+    and another seed gives other weights."""
+    cfg = tiny_config(PAIRS["cnn_vit"](), fashion_root, seed=3, crops={**CROPS, "pipeline": pipeline})
     out = tmp_path / "rand"
     assert main(["random-init", "--settings", json.dumps(cfg), "--export-dir", str(out)]) == 0
     trainer = Trainer(cfg, tmp_path / "run", build_dataset(cfg["data"], "train"))
