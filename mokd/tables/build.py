@@ -212,21 +212,21 @@ def seed_numbers(cell: dict[str, Any] | None, cache: dict[str, Any], where: str)
     return tuple(float(v) for v in values) if all(isinstance(v, float) for v in values) else ()
 
 
-def _minus(a: Cell, b: Cell, decimals: int) -> Value:
+def _paired(a: Cell, b: Cell) -> tuple[float, ...]:
+    """a − b per seed, when both cells hold the same number of seeds; () otherwise."""
+    return tuple(p - q for p, q in zip(a.seeds, b.seeds)) if len(a.seeds) == len(b.seeds) else ()
+
+
+def _minus(a: Cell, b: Cell, paired: tuple[float, ...], decimals: int) -> Value:
     """a − b of two cells as shown: the difference of their shown numbers (a seed Stat by its mean), so
-    that it agrees with the page; when both hold the same seeds, ± the std of the per-seed differences."""
+    that it agrees with the page; over several seeds, ± the std of the per-seed differences `paired`."""
     x, y = number_of(a.ours), number_of(b.ours)
     if x is None or y is None:
         return None
-    if len(a.seeds) > 1 and len(a.seeds) == len(b.seeds):
-        paired = aggregate([p - q for p, q in zip(a.seeds, b.seeds)])
-        assert isinstance(paired, Stat)
-        return round_half_up(Stat(x - y, paired.std, paired.n), decimals)
+    spread = aggregate(list(paired)) if len(paired) > 1 else None
+    if isinstance(spread, Stat):
+        return round_half_up(Stat(x - y, spread.std, spread.n), decimals)
     return round_half_up(x - y, decimals)
-
-
-def _paired(a: Cell, b: Cell) -> tuple[float, ...]:
-    return tuple(p - q for p, q in zip(a.seeds, b.seeds)) if len(a.seeds) == len(b.seeds) else ()
 
 
 def derive_reported(a: Reported | None, b: Reported | None) -> Reported | None:
@@ -254,8 +254,9 @@ def compute_cells(spec: dict[str, Any], reported: pd.DataFrame) -> dict[str, dic
             cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain, seeds)
         for col in spec["derived"]:
             a, b = (cells[k] for k in col["minus"])
-            ours = _minus(a, b, _decimals(spec, col))
-            cells[col["key"]] = Cell(ours, derive_reported(a.reported, b.reported), None, _paired(a, b))
+            paired = _paired(a, b)
+            ours = _minus(a, b, paired, _decimals(spec, col))
+            cells[col["key"]] = Cell(ours, derive_reported(a.reported, b.reported), None, paired)
         out[row["key"]] = cells
     return out
 
