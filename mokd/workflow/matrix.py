@@ -72,6 +72,17 @@ class Matrix:
         """Whether the tables show each model's gain over its random initialisation."""
         return bool(self.config["scale"]["random_init_reference"])
 
+    @property
+    def evaluation_groups(self) -> dict[str, list[str]]:
+        """{group: its protocols}: the protocols of one teacher that run as one job (scale.evaluation_groups)."""
+        groups = self.config["scale"].get("evaluation_groups") or {}
+        return {g: list(p) for g, p in groups.items() if p}  # null or [] removes a base config's group
+
+    def ungrouped_protocols(self) -> list[str]:
+        """The protocols that run one per job (rule `evaluate`): those of no evaluation group."""
+        grouped = {p for members in self.evaluation_groups.values() for p in members}
+        return sorted(p for p in self.protocols if p not in grouped)
+
     def resources_of(self, kind: str) -> dict[str, Any]:
         """config resources.<kind> (pretrain, evaluate, light)."""
         return self.config["resources"][kind]
@@ -184,3 +195,17 @@ class Matrix:
         for name, d in datasets.items():
             if d["prepare"] != "none" and d["prepare"] not in self.config["prepare"]:
                 raise ConfigError.at(f"datasets.{name}.prepare", f"unknown preparation {d['prepare']!r}")
+        self._check_evaluation_groups()
+
+    def _check_evaluation_groups(self) -> None:
+        seen: dict[str, str] = {}
+        for group, members in self.evaluation_groups.items():
+            key = f"scale.evaluation_groups.{group}"
+            if group in self.protocols:  # its log would be the protocol's
+                raise ConfigError.at(key, f"a group's name must not be a protocol's ({group!r})")
+            for p in members:
+                if p not in self.protocols:
+                    raise ConfigError.at(key, f"unknown protocol {p!r}; known: {sorted(self.protocols)}")
+                if p in seen:
+                    raise ConfigError.at(key, f"protocol {p!r} is already in group {seen[p]!r}")
+                seen[p] = group

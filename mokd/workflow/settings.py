@@ -104,3 +104,14 @@ def protocol_settings(matrix: Matrix, protocol: str, role: str | None = None) ->
 def as_json(obj: Any) -> str:
     """Settings as one command-line argument (sorted keys: the same settings, the same string)."""
     return json.dumps(obj, sort_keys=True)
+
+
+def group_plan(matrix: Matrix, protocols: Sequence[str], exp: str, role: str, seed: int) -> str:
+    """The `python -m mokd evaluate --plan` of an evaluation group's job: each protocol's command, its
+    settings (those it gets as a job of its own) and its metrics file, in the group's order."""
+    plan = [
+        {"protocol": p, "command": matrix.protocols[p]["command"], "settings": protocol_settings(matrix, p, role),
+         "out": matrix.metrics(exp, role, p, seed)}
+        for p in protocols
+    ]
+    return as_json(plan)

@@ -82,8 +82,11 @@ def scancel_own() -> None:
 def test_test_scale_tables_on_slurm_equal_a_local_run(slurm_cluster, sbatch_log: Path, tmp_path: Path) -> None:
     env = env_with(sbatch_log, slurm_cluster.partition)
     targets = ["table_s2", "table_s3"]
-    on_slurm = write_config(tmp_path / "slurm.yaml", tmp_path / "slurm", launch={"pretrain": "slurm"})
-    local = write_config(tmp_path / "local.yaml", tmp_path / "local")
+    # One job per protocol (rule `evaluate`), as at the paper scale: no evaluation groups.
+    on_slurm = write_config(tmp_path / "slurm.yaml", tmp_path / "slurm", launch={"pretrain": "slurm"},
+                            scale={"results": str(tmp_path / "slurm"), "evaluation_groups": None})
+    local = write_config(tmp_path / "local.yaml", tmp_path / "local",
+                         scale={"results": str(tmp_path / "local"), "evaluation_groups": None})
 
     t0 = time.monotonic()
     run = snakemake([*targets, "--profile", "slurm", *FAST_STATUS, *COMMON, "--configfile", str(on_slurm)], env, 420)
@@ -145,8 +148,8 @@ def test_nothing_is_submitted_when_config_or_dataset_is_wrong(slurm_cluster, sba
 
 
 def test_failed_slurm_jobs_fail_the_run_naming_job_and_log(slurm_cluster, sbatch_log: Path, tmp_path: Path) -> None:
-    """Two failures in one run (the profile keeps going): an evaluation job (executor plugin) of a
-    corrupt checkpoint, and a pre-training (submitit job of the local pretrain rule) with device=cuda
+    """Two failures in one run (the profile keeps going): an evaluation group's job (executor plugin:
+    k-NN and linear probe, scale.evaluation_groups of the test scale) of a corrupt checkpoint, and a pre-training (submitit job of the local pretrain rule) with device=cuda
     on a node without GPU."""
     env = env_with(sbatch_log, slurm_cluster.partition)
     results = tmp_path / "results"
@@ -165,11 +168,12 @@ def test_failed_slurm_jobs_fail_the_run_naming_job_and_log(slurm_cluster, sbatch
     text = out.stdout + out.stderr
     assert out.returncode != 0, text[-4000:]
     # The evaluation: the plugin names the SLURM job, its state, the rule's log and SLURM's log.
-    eval_log = results / "logs" / "eval" / "dino_r18" / "seed0" / "r18" / "knn.log"
-    m = re.search(r"Error in rule evaluate:.*?(?=\n\n|\Z)", text, re.S)
+    eval_log = results / "logs" / "eval" / "dino_r18" / "seed0" / "r18" / "features.log"
+    m = re.search(r"Error in rule evaluate_features:.*?(?=\n\n|\Z)", text, re.S)
     assert m and str(eval_log) in m.group(0), text[-5000:]
     assert re.search(r"SLURM-job '?\d+'? failed, SLURM status is: '?FAILED", m.group(0)), m.group(0)
-    assert re.search(r"\.snakemake/slurm_logs/rule_evaluate/\S*\d+\.log", text), text[-5000:]
+    assert re.search(r"\.snakemake/slurm_logs/rule_evaluate_features/\S*\d+\.log", text), text[-5000:]
+    assert "protocol 'knn' failed (exit code 4)" in eval_log.read_text()  # the corrupt checkpoint, named
     # The pre-training: its rule's log (shown by the profile's show-failed-logs) has sacct and the log path.
     pre_log = results / "logs" / "pretrain" / "dino_r34" / "seed0.log"
     assert re.search(rf"Error in rule pretrain:.*{re.escape(str(pre_log))}", text, re.S), text[-5000:]

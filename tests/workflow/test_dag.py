@@ -24,11 +24,18 @@ PAPER = {"pretrain": 31, "evaluate": 74 + 54 + 54 + 5 + 20 + 4, "table": 9, "fig
 #  evaluation per (model, protocol) the tables show: T1 9 models x 2 = 18; T3 and T4 (R50, ViT-S, R18,
 #  ViT-T) x 2 = 8 each; T5 R50 detection 1; T6 (R50, ViT-S) x 2 = 4; T2, S1, S2 reuse those      ->  39
 DEFAULT_EVALUATE = 74 + 20 + 20 + 3 + 20 + 4 + 39
-DEFAULT = {
+UNGROUPED = {
     "pretrain": 31, "random_init": 9, "evaluate": DEFAULT_EVALUATE, "table": 9, "figure": 4, "cost": 1, "all": 1,
     "pretrain_curves": 1,
     "prepare_fashion_mnist": 1, "prepare_cifar_standin": 1, "prepare_coco_synthetic": 1,
 }
+#  The default scale's evaluation groups (scale.evaluation_groups) make one job per teacher of each group:
+#  features = the teachers of T1's k-NN and linear cells (37 runs' models + 9 references); features_100
+#  = T6's 10 + S2's 4 + 2 references (T6's knn_100 teachers are among its linear_100 ones); semi
+#  (T3) and transfer (T4) 10 + 4 each; detection stays a job per teacher (rule evaluate).
+GROUPED_EVALUATE = {"evaluate": 3 + 1, "evaluate_features": 37 + 9, "evaluate_features_100": 10 + 4 + 2,
+                    "evaluate_semi": 10 + 4, "evaluate_transfer": 10 + 4}
+DEFAULT = {**{k: v for k, v in UNGROUPED.items() if k != "evaluate"}, **GROUPED_EVALUATE}
 
 
 def test_paper_dag_lists_every_pair_and_protocol(tmp_path: Path) -> None:
@@ -45,6 +52,16 @@ def test_default_dag(tmp_path: Path) -> None:
     assert job_counts(out.stdout + out.stderr) == DEFAULT
 
 
+def test_without_groups_every_protocol_is_a_job(tmp_path: Path) -> None:
+    """scale.evaluation_groups: null (the paper scale's way): one job per (run, model, protocol)."""
+    results = tmp_path / "results"
+    cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", results,
+                       scale={"results": str(results), "evaluation_groups": None})
+    out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert job_counts(out.stdout + out.stderr) == UNGROUPED
+
+
 def test_every_run_is_repeated_per_seed(tmp_path: Path) -> None:
     """With three seeds every pre-training, reference and evaluation a table shows runs three times;
     figures, the training curves and Table S3's cost stay one job each (the first seed's runs)."""
@@ -52,7 +69,7 @@ def test_every_run_is_repeated_per_seed(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", results, scale={"results": str(results), "seeds": [0, 1, 2]})
     out = snakemake("-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    expected = {**DEFAULT, "pretrain": 3 * 31, "random_init": 3 * 9, "evaluate": 3 * DEFAULT_EVALUATE}
+    expected = {**DEFAULT, "pretrain": 3 * 31, "random_init": 3 * 9, **{k: 3 * v for k, v in GROUPED_EVALUATE.items()}}
     assert job_counts(out.stdout + out.stderr) == expected
 
 
@@ -63,8 +80,23 @@ def test_partial_target_runs_only_what_it_needs(tmp_path: Path) -> None:
     out = snakemake("table_s2", "-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
-    assert counts == {"pretrain": 3, "random_init": 2, "evaluate": 8, "table": 1, "table_s2": 1,
+    assert counts == {"pretrain": 3, "random_init": 2, "evaluate_features_100": 8, "table": 1, "table_s2": 1,
                       "prepare_fashion_mnist": 1}
+
+
+def test_one_metrics_file_is_a_target_of_its_groups_job(tmp_path: Path) -> None:
+    """`snakemake .../knn.json` runs the job of its group (features: k-NN and linear probe) and what it needs."""
+    results = tmp_path / "results"
+    cfg = write_config(tmp_path / "c.yaml", "config/default.yaml", results)
+    target = f"{results}/eval/dino_r18/seed0/r18/knn.json"
+    out = snakemake(target, "-n", "-F", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert job_counts(out.stdout + out.stderr) == {"pretrain": 1, "evaluate_features": 1, "prepare_fashion_mnist": 1}
+    assert f"{results}/eval/dino_r18/seed0/r18/linear.json" in out.stdout
+    detection = snakemake(f"{results}/eval/dino_r50/seed0/r50/detection.json", "-n", "-F", "--quiet", "rules",
+                          "--configfile", str(cfg), timeout=300)
+    assert job_counts(detection.stdout + detection.stderr) == {"pretrain": 1, "evaluate": 1, "prepare_fashion_mnist": 1,
+                                                               "prepare_coco_synthetic": 1}
 
 
 @pytest.mark.parametrize(

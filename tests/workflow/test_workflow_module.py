@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,37 @@ def test_matrix_check_names_the_key(m: Matrix) -> None:
     m.config["experiments"]["mokd_r50_vit_s"]["models"] = ["r50", "vit_x"]
     with pytest.raises(ConfigError, match=r"config key 'experiments\.mokd_r50_vit_s\.models': unknown model 'vit_x'"):
         m.check()
+
+
+def test_evaluation_groups_and_the_plan_of_a_group(m: Matrix) -> None:
+    """The test scale inherits the default's groups; a group's plan is each protocol's own job settings."""
+    assert m.evaluation_groups == {"features": ["knn", "linear"], "features_100": ["knn_100", "linear_100"],
+                                   "semi": ["semi1", "semi10"], "transfer": ["cifar10", "cifar100"]}
+    assert m.ungrouped_protocols() == ["detection"]
+    plan = json.loads(settings.group_plan(m, ["knn", "linear"], "dino_r18", "r18", 1))
+    assert [(p["protocol"], p["command"], p["out"]) for p in plan] == [
+        ("knn", "knn", m.metrics("dino_r18", "r18", "knn", 1)), ("linear", "linear", m.metrics("dino_r18", "r18", "linear", 1))]
+    assert plan[1]["settings"] == settings.protocol_settings(m, "linear", "r18")
+    none = Matrix(load("test", scale={"evaluation_groups": None}))
+    assert none.evaluation_groups == {} and none.ungrouped_protocols() == sorted(none.protocols)
+    one_off = Matrix(load("test", scale={"evaluation_groups": {"semi": []}}))
+    assert "semi" not in one_off.evaluation_groups and "semi1" in one_off.ungrouped_protocols()
+    assert Matrix(load("paper")).evaluation_groups == {}
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ({"features": ["knn", "knn_200"]}, "config key 'scale.evaluation_groups.features': unknown protocol 'knn_200'"),
+        ({"semi": ["semi1", "knn"]}, "config key 'scale.evaluation_groups.semi': protocol 'knn' is already in group 'features'"),
+        ({"detection": ["detection"]}, "config key 'scale.evaluation_groups.detection': a group's name must not be a protocol's"),
+    ],
+)
+def test_a_wrong_evaluation_group_names_its_key(groups: dict, message: str) -> None:
+    m = Matrix(load("test", scale={"evaluation_groups": groups}))
+    with pytest.raises(ConfigError) as err:
+        m.check()
+    assert message in str(err.value)
 
 
 def test_paths_and_dataset_inputs(m: Matrix) -> None:

@@ -3,6 +3,7 @@
 # functions in specs.smk.
 
 import os
+import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -47,6 +48,11 @@ PROTOCOLS = M.protocols
 CODE_VERSION = code_version()
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: a pattern that matches nothing)."""
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+
+
 wildcard_constraints:
     exp="|".join(sorted(EXPERIMENTS) + [RANDOM_PREFIX + m for m in sorted(MODELS)]),
     seed=r"\d+",
@@ -68,6 +74,14 @@ dataset_inputs = M.dataset_inputs
 protocol_inputs = M.protocol_inputs
 pretrain_config = partial(settings.pretrain_config, M)
 protocol_settings = partial(settings.protocol_settings, M)
+group_plan = partial(settings.group_plan, M)
+
+
+def group_plan_of(members):
+    """The `--plan` of an evaluation group's job (rule evaluate_<group>), as a function of its wildcards."""
+    return lambda w: group_plan(members, w.exp, w.role, int(w.seed))
+
+
 gpu_resource = launch_args.gpu_resource
 
 

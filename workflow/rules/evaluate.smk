@@ -1,5 +1,11 @@
 # Evaluation: one metrics JSON per (experiment, seed, model, protocol), computed from the exported teacher
 # (of a pre-training, or of a model's random initialisation `random_<model>`).
+#
+# A protocol of no evaluation group (scale.evaluation_groups) is a job of its own (rule `evaluate`). The
+# protocols of a group, e.g. k-NN and the linear probe sharing the teacher's cached features, are one
+# job per teacher (rule `evaluate_<group>`): one process writes every metrics file of the group (saving
+# an interpreter start and the imports per protocol). Asking for one of its files
+# (`snakemake results/.../knn.json`) runs the group's job; a change to one member's settings reruns it.
 
 
 rule evaluate:
@@ -14,6 +20,8 @@ rule evaluate:
         checkpoint=lambda w: teacher(w.exp, w.role, int(w.seed)),
     log:
         f"{R}/logs/eval/{{exp}}/seed{{seed}}/{{role}}/{{protocol}}.log",
+    wildcard_constraints:
+        protocol=one_of(M.ungrouped_protocols()),
     conda:
         ENV
     threads: resources_of("evaluate")["threads"]
@@ -24,3 +32,30 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} python -m mokd {params.command} --checkpoint {params.checkpoint}"
         " --settings {params.settings:q} --out {output} > {log} 2>&1"
+
+
+for _group, _members in M.evaluation_groups.items():
+
+    rule:
+        name:
+            f"evaluate_{_group}"
+        input:
+            export=lambda w: export_dir(w.exp, int(w.seed)),
+            data=sorted({f for p in _members for f in protocol_inputs(p)}),
+        output:
+            [f"{R}/eval/{{exp}}/seed{{seed}}/{{role}}/{p}.json" for p in _members],
+        params:
+            plan=group_plan_of(_members),
+            checkpoint=lambda w: teacher(w.exp, w.role, int(w.seed)),
+        log:
+            f"{R}/logs/eval/{{exp}}/seed{{seed}}/{{role}}/{_group}.log",
+        conda:
+            ENV
+        threads: resources_of("evaluate")["threads"]
+        resources:
+            **gpu_resource(resources_of("evaluate")),
+            mem_mb=resources_of("evaluate")["mem_mb"],
+            runtime=resources_of("evaluate")["runtime"] * len(_members),
+        shell:
+            "OMP_NUM_THREADS={threads} python -m mokd evaluate --checkpoint {params.checkpoint}"
+            " --plan {params.plan:q} > {log} 2>&1"
