@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mokd.config import ConfigError
@@ -78,8 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mokd.atomic import check_writable
-    from mokd.cli import main
-    from pathlib import Path
+    from mokd.cli import main  # the same parsing, error reporting and exit codes as a protocol's own process
 
     plan = parse_plan(args.plan)
     for entry in plan:
