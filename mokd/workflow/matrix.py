@@ -107,7 +107,7 @@ class Matrix:
 
     @staticmethod
     def parse_metrics(path: str) -> tuple[str, int, str, str] | None:
-        """(experiment, seed, model, protocol) of a metrics file of rule `evaluate`; None for another file."""
+        """(experiment, seed, model, protocol) of an evaluation's metrics file; None for another file."""
         m = re.search(r"/eval/([^/]+)/seed(\d+)/([^/]+)/([^/]+)\.json$", path)
         return (m.group(1), int(m.group(2)), m.group(3), m.group(4)) if m else None
 
