@@ -187,6 +187,12 @@ def split_job(job: Job, run_dir: Path) -> None:
         job.unsplit_wall = job.wall
 
 
+def rule_family(rule: str) -> str:
+    """The row a rule is counted in: the pairs' evaluation-group rules `evaluate_<group>__<pair>` (one per
+    pair, workflow/rules/evaluate.smk) share the row `evaluate_<group>__pairs`."""
+    return rule.split("__")[0] + "__pairs" if "__" in rule else rule
+
+
 SUMMED = ("wall", "startup_wall", "compute_wall", "gap_wall", "unsplit_wall", "cpu", "startup_cpu", "compute_cpu")
 
 
@@ -208,7 +214,7 @@ def analyse(run_dir: Path, log: Path) -> dict[str, Any]:
         split_job(job, run_dir)
     rules: dict[str, list[Job]] = {}
     for job in jobs:
-        rules.setdefault(job.rule, []).append(job)
+        rules.setdefault(rule_family(job.rule), []).append(job)
     total = summarise(jobs)
     cores = meta["cores"] or 1
     elapsed = meta["elapsed_s"] or 0.0
@@ -236,13 +242,13 @@ def _f(value: float | None, width: int = 8) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    head = (f"{'rule':<24}{'jobs':>5}{'timed':>6} | {'wall s':>8}{'start-up':>9}{'compute':>9}{'gap':>8}"
+    head = (f"{'rule':<30}{'jobs':>5}{'timed':>6} | {'wall s':>8}{'start-up':>9}{'compute':>9}{'gap':>8}"
             f"{'unsplit':>8} |"
             f" {'CPU s':>8}{'start-up':>9}{'compute':>9}")
     lines = [head, "-" * len(head)]
 
     def row(name: str, r: dict[str, Any]) -> str:
-        return (f"{name:<24}{r['jobs']:>5}{r['timed']:>6} | {_f(r['wall'])}{_f(r['startup_wall'], 9)}"
+        return (f"{name:<30}{r['jobs']:>5}{r['timed']:>6} | {_f(r['wall'])}{_f(r['startup_wall'], 9)}"
                 f"{_f(r['compute_wall'], 9)}{_f(r['gap_wall'])}{_f(r['unsplit_wall'])} | {_f(r['cpu'])}{_f(r['startup_cpu'], 9)}"
                 f"{_f(r['compute_cpu'], 9)}")
 

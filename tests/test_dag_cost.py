@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.dag_cost import analyse, main, timing_lines
+from benchmarks.dag_cost import analyse, main, rule_family, timing_lines
 from mokd.process_timing import PREFIX
 
 SNAKEMAKE_LOG = """\
@@ -177,3 +177,11 @@ def test_missing_log_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFix
 def test_timing_lines_skip_garbage() -> None:
     text = f"x {PREFIX}{{not json\r{PREFIX}{json.dumps({'role': 'main'})}\nother\n"
     assert timing_lines(text) == [{"role": "main"}]
+
+
+def test_the_pairs_group_rules_share_one_row() -> None:
+    """One rule per pair (evaluate_<group>__<pair>) would make the table as long as the pair list."""
+    assert {rule_family(r) for r in ("evaluate_features__mokd_r50_vit_s", "evaluate_features__mokd_r50_r18")} == {
+        "evaluate_features__pairs"}
+    assert [rule_family(r) for r in ("evaluate_features", "evaluate", "pretrain")] == ["evaluate_features", "evaluate",
+                                                                                        "pretrain"]

@@ -137,6 +137,20 @@ class Matrix:
         """The id of a pair in config/reported.csv, e.g. R50-ViT-S."""
         return "-".join(self.label(r) for r in self.experiments[exp]["models"])
 
+    def run_roles(self, run: str) -> list[str]:
+        """The models whose teachers a run exports: an experiment's models, or a random run's one model."""
+        role = self.random_role(run)
+        return [role] if role is not None else list(self.experiments[run]["models"])
+
+    def pair_experiments(self) -> list[str]:
+        """The experiments that train two models (MOKD pairs and their ablations), in config order."""
+        return [e for e, spec in self.experiments.items() if len(spec["models"]) > 1]
+
+    def single_model_runs(self) -> list[str]:
+        """The runs that export one teacher: DINO baselines and every model's random initialisation."""
+        return [e for e in self.experiments if e not in self.pair_experiments()] + [
+            self.random_run(r) for r in self.models]
+
     def is_baseline(self, exp: str) -> bool:
         """A DINO baseline trains one model; a MOKD pair two."""
         return len(self.experiments[exp]["models"]) == 1

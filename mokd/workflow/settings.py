@@ -106,12 +106,14 @@ def as_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)
 
 
-def group_plan(matrix: Matrix, protocols: Sequence[str], exp: str, role: str, seed: int) -> str:
-    """The `python -m mokd evaluate --plan` of an evaluation group's job: each protocol's command, its
-    settings (those it gets as a job of its own) and its metrics file, in the group's order."""
+def group_plan(matrix: Matrix, protocols: Sequence[str], exp: str, roles: Sequence[str], seed: int) -> str:
+    """The `python -m mokd evaluate --plan` of an evaluation group's job over the teachers `roles` of a run
+    (one, or both of a pair): for each teacher in turn, each protocol's command, its settings (those it
+    gets as a job of its own), its metrics file and the teacher, in the group's order."""
     plan = [
         {"protocol": p, "command": matrix.protocols[p]["command"], "settings": protocol_settings(matrix, p, role),
-         "out": matrix.metrics(exp, role, p, seed)}
+         "out": matrix.metrics(exp, role, p, seed), "checkpoint": matrix.teacher(exp, role, seed)}
+        for role in roles
         for p in protocols
     ]
     return as_json(plan)

@@ -1,5 +1,6 @@
-"""`python -m mokd evaluate`: several protocols of one teacher in one process give the numbers each gives
-on its own, in any order; a failing protocol stops the plan with its exit code and names it."""
+"""`python -m mokd evaluate`: several protocols of one teacher, or of the two teachers of a pair, in one
+process give the numbers each gives on its own, in any order; a failing protocol stops the plan with its
+exit code and names it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from mokd.checkpoint import export_teacher
 from mokd.cli import main
 from mokd.commands.evaluate import parse_plan
 from mokd.config import ConfigError
-from tests.eval.test_knn import export_tiny
+from mokd.models.backbone import build_backbone
+from tests.eval.test_knn import TINY_CNN, TINY_VIT, export_tiny
 from tests.eval.test_knn import settings as knn_settings
 from tests.eval.test_linear import probe_settings
 
@@ -43,6 +47,27 @@ def test_a_plan_gives_each_protocols_own_numbers_in_any_order(tmp_path: Path, fa
         assert metrics(folder) == metrics(alone), order
 
 
+def test_a_plan_over_two_teachers_gives_each_teachers_own_numbers(tmp_path: Path, fashion_root: Path) -> None:
+    """A pair's job: each entry names its teacher (a CNN and a ViT here); no --checkpoint."""
+    teachers = {}
+    for role, cfg in (("cnn", TINY_CNN), ("vit", TINY_VIT)):
+        torch.manual_seed(1)
+        teachers[role] = tmp_path / f"teacher_{role}.pt"
+        export_teacher(teachers[role], role, build_backbone(cfg), None, {"test": True})
+    alone, together = {}, []
+    for role, ckpt in teachers.items():
+        folder = tmp_path / "alone" / role
+        for entry in plan_entries(fashion_root, folder).values():
+            argv = [entry["command"], "--checkpoint", str(ckpt), "--settings", json.dumps(entry["settings"]),
+                    "--out", entry["out"]]
+            assert main(argv) == 0
+        alone[role] = metrics(folder)
+        together += [{**e, "checkpoint": str(ckpt)} for e in plan_entries(fashion_root, tmp_path / "pair" / role).values()]
+    assert main(["evaluate", "--plan", json.dumps(together)]) == 0
+    assert {role: metrics(tmp_path / "pair" / role) for role in teachers} == alone
+    assert alone["cnn"] != alone["vit"]  # two different teachers, not one evaluated twice
+
+
 def test_a_failing_protocol_stops_the_plan_and_is_named(
     tmp_path: Path, fashion_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -52,7 +77,7 @@ def test_a_failing_protocol_stops_the_plan_and_is_named(
     plan = [entries["knn"], entries["linear"], {**entries["knn"], "protocol": "knn_again", "out": str(tmp_path / "k2.json")}]
     assert main(["evaluate", "--checkpoint", ckpt, "--plan", json.dumps(plan)]) == 2
     err = capsys.readouterr().err
-    assert "epochz" in err and "protocol 'linear' failed (exit code 2); not run: ['knn_again']" in err
+    assert "epochz" in err and "protocol 'linear' failed (exit code 2) on " in err and "; not run: ['knn_again']" in err
     assert (tmp_path / "knn.json").is_file()  # what ran before the failure stays
     assert not (tmp_path / "linear.json").exists() and not (tmp_path / "k2.json").exists()
 
@@ -66,9 +91,19 @@ def test_a_failing_protocol_stops_the_plan_and_is_named(
         ('[{"protocol": "t", "command": "tsne", "settings": {}, "out": "a"}]', "--plan[0].command: 'tsne'"),
         ('[{"protocol": "a", "command": "knn", "settings": {}, "out": "x"},'
          ' {"protocol": "b", "command": "knn", "settings": {}, "out": "x"}]', "the same file"),
+        ('[{"protocol": "a", "command": "knn", "settings": {}, "out": "x", "teacher": "t.pt"}]', "unknown keys ['teacher']"),
     ],
 )
 def test_a_bad_plan_is_refused_naming_what_is_wrong(plan: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        parse_plan(plan)
+        parse_plan(plan, "teacher.pt")
     assert message in str(err.value)
+
+
+def test_an_entry_without_a_teacher_is_refused() -> None:
+    plan = '[{"protocol": "a", "command": "knn", "settings": {}, "out": "x", "checkpoint": "t.pt"}, ' \
+           '{"protocol": "b", "command": "knn", "settings": {}, "out": "y"}]'
+    assert [p.checkpoint for p in parse_plan(plan, "default.pt")] == ["t.pt", "default.pt"]
+    with pytest.raises(ConfigError) as err:
+        parse_plan(plan)
+    assert "--plan[1].checkpoint: no teacher to evaluate" in str(err.value)

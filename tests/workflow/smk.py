@@ -19,8 +19,10 @@ def snakemake(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a (dry) run as {rule: count}; {} when there is nothing to do."""
+def job_counts(output: str, fold_pairs: bool = True) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run as {rule: count}; {} when there is nothing to do. With
+    `fold_pairs`, the pairs' evaluation-group rules `evaluate_<group>__<pair>` count as one key
+    `evaluate_<group>__pairs`."""
     counts: dict[str, int] = {}
     lines = output.splitlines()
     for i, line in enumerate(lines):
@@ -29,7 +31,10 @@ def job_counts(output: str) -> dict[str, int]:
                 m = re.match(r"^(\S+)\s+(\d+)$", row.strip())
                 if not m:
                     break
-                counts[m.group(1)] = int(m.group(2))
+                rule = m.group(1)
+                if fold_pairs and "__" in rule:
+                    rule = rule.split("__")[0] + "__pairs"
+                counts[rule] = counts.get(rule, 0) + int(m.group(2))
             break
     counts.pop("total", None)
     return counts

@@ -29,12 +29,17 @@ UNGROUPED = {
     "pretrain_curves": 1,
     "prepare_fashion_mnist": 1, "prepare_cifar_standin": 1, "prepare_coco_synthetic": 1,
 }
-#  The default scale's evaluation groups (scale.evaluation_groups) make one job per teacher of each group:
-#  features = the teachers of T1's k-NN and linear cells (37 runs' models + 9 references); features_100
-#  = T6's 10 + S2's 4 + 2 references (T6's knn_100 teachers are among its linear_100 ones); semi
-#  (T3) and transfer (T4) 10 + 4 each; detection stays a job per teacher (rule evaluate).
-GROUPED_EVALUATE = {"evaluate": 3 + 1, "evaluate_features": 37 + 9, "evaluate_features_100": 10 + 4 + 2,
-                    "evaluate_semi": 10 + 4, "evaluate_transfer": 10 + 4}
+#  The default scale's evaluation groups (scale.evaluation_groups) make one job per run of each group:
+#  per teacher of a one-model run (DINO baseline, random initialisation; rule evaluate_<group>) and per
+#  pair for both its teachers (rule evaluate_<group>__<pair>, counted as evaluate_<group>__pairs).
+#  features = T1's k-NN and linear cells: 9 baselines + 9 references, 14 pairs; features_100 = T6's
+#  2 baselines + 2 references, T6's 4 pairs and S2's 2 depth runs (T6's knn_100 teachers are among its
+#  linear_100 ones); semi (T3) and transfer (T4) 4 baselines + 4 references, 3 pairs each; detection
+#  stays a job per teacher (rule evaluate). The same 180 evaluations as UNGROUPED's.
+GROUPED_EVALUATE = {"evaluate": 3 + 1, "evaluate_features": 9 + 9, "evaluate_features__pairs": 14,
+                    "evaluate_features_100": 2 + 2, "evaluate_features_100__pairs": 4 + 2,
+                    "evaluate_semi": 4 + 4, "evaluate_semi__pairs": 3,
+                    "evaluate_transfer": 4 + 4, "evaluate_transfer__pairs": 3}
 DEFAULT = {**{k: v for k, v in UNGROUPED.items() if k != "evaluate"}, **GROUPED_EVALUATE}
 
 
@@ -80,8 +85,8 @@ def test_partial_target_runs_only_what_it_needs(tmp_path: Path) -> None:
     out = snakemake("table_s2", "-n", "-F", "--quiet", "rules", "--configfile", str(cfg), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
-    assert counts == {"pretrain": 3, "random_init": 2, "evaluate_features_100": 8, "table": 1, "table_s2": 1,
-                      "prepare_fashion_mnist": 1}
+    assert counts == {"pretrain": 3, "random_init": 2, "evaluate_features_100": 2, "evaluate_features_100__pairs": 3,
+                      "table": 1, "table_s2": 1, "prepare_fashion_mnist": 1}
 
 
 def test_one_metrics_file_is_a_target_of_its_groups_job(tmp_path: Path) -> None:
@@ -93,6 +98,13 @@ def test_one_metrics_file_is_a_target_of_its_groups_job(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert job_counts(out.stdout + out.stderr) == {"pretrain": 1, "evaluate_features": 1, "prepare_fashion_mnist": 1}
     assert f"{results}/eval/dino_r18/seed0/r18/linear.json" in out.stdout
+    # a pair's file: the pair's job, both its teachers
+    pair = snakemake(f"{results}/eval/mokd_r50_vit_s/seed0/vit_s/linear.json", "-n", "-F", "--configfile", str(cfg),
+                     timeout=300)
+    assert job_counts(pair.stdout + pair.stderr, fold_pairs=False) == {
+        "pretrain": 1, "evaluate_features__mokd_r50_vit_s": 1, "prepare_fashion_mnist": 1}
+    assert all(f"{results}/eval/mokd_r50_vit_s/seed0/{r}/{p}.json" in pair.stdout
+               for r in ("r50", "vit_s") for p in ("knn", "linear"))
     detection = snakemake(f"{results}/eval/dino_r50/seed0/r50/detection.json", "-n", "-F", "--quiet", "rules",
                           "--configfile", str(cfg), timeout=300)
     assert job_counts(detection.stdout + detection.stderr) == {"pretrain": 1, "evaluate": 1, "prepare_fashion_mnist": 1,

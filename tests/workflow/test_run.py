@@ -110,9 +110,9 @@ def test_editing_one_experiment_reruns_only_it(test_scale_run: tuple[Path, Path]
     out = snakemake("-n", "--configfile", str(edited), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout + out.stderr)
-    # T1 shows R50–R18 (k-NN and linear of both models: one `features` job per model), T2 its linear
-    # probes (the same jobs): 2 tables.
+    # T1 shows R50–R18 (k-NN and linear of both models: the pair's one `features` job), T2 its linear
+    # probes (the same job): 2 tables.
     assert counts.get("pretrain") == 1
-    assert counts.get("evaluate_features") == 2 and "evaluate" not in counts
+    assert counts.get("evaluate_features__pairs") == 1 and "evaluate" not in counts and "evaluate_features" not in counts
     assert counts.get("table") == 2
     assert "mokd_r50_r18" in out.stdout + out.stderr

@@ -86,10 +86,21 @@ def test_evaluation_groups_and_the_plan_of_a_group(m: Matrix) -> None:
     assert m.evaluation_groups == {"features": ["knn", "linear"], "features_100": ["knn_100", "linear_100"],
                                    "semi": ["semi1", "semi10"], "transfer": ["cifar10", "cifar100"]}
     assert m.ungrouped_protocols() == ["detection"]
-    plan = json.loads(settings.group_plan(m, ["knn", "linear"], "dino_r18", "r18", 1))
-    assert [(p["protocol"], p["command"], p["out"]) for p in plan] == [
-        ("knn", "knn", m.metrics("dino_r18", "r18", "knn", 1)), ("linear", "linear", m.metrics("dino_r18", "r18", "linear", 1))]
+    plan = json.loads(settings.group_plan(m, ["knn", "linear"], "dino_r18", ["r18"], 1))
+    assert [(p["protocol"], p["command"], p["out"], p["checkpoint"]) for p in plan] == [
+        ("knn", "knn", m.metrics("dino_r18", "r18", "knn", 1), m.teacher("dino_r18", "r18", 1)),
+        ("linear", "linear", m.metrics("dino_r18", "r18", "linear", 1), m.teacher("dino_r18", "r18", 1))]
     assert plan[1]["settings"] == settings.protocol_settings(m, "linear", "r18")
+    # a pair's job: each teacher in turn, each with its own settings (expected backbone) and files
+    pair = json.loads(settings.group_plan(m, ["knn", "linear"], "mokd_r50_vit_s", m.run_roles("mokd_r50_vit_s"), 0))
+    assert [(p["protocol"], p["checkpoint"]) for p in pair] == [
+        (p, m.teacher("mokd_r50_vit_s", r, 0)) for r in ("r50", "vit_s") for p in ("knn", "linear")]
+    assert pair[3]["settings"] == settings.protocol_settings(m, "linear", "vit_s")
+    assert m.run_roles("random_r50") == ["r50"] and m.run_roles("dino_r18") == ["r18"]
+    assert "mokd_r50_vit_s" in m.pair_experiments() and "dino_r18" not in m.pair_experiments()
+    runs = m.single_model_runs()
+    assert "dino_r18" in runs and "random_r50" in runs and not set(runs) & set(m.pair_experiments())
+    assert set(runs) | set(m.pair_experiments()) == set(m.experiments) | {m.random_run(r) for r in m.models}
     none = Matrix(load("test", scale={"evaluation_groups": None}))
     assert none.evaluation_groups == {} and none.ungrouped_protocols() == sorted(none.protocols)
     one_off = Matrix(load("test", scale={"evaluation_groups": {"semi": []}}))

@@ -78,8 +78,24 @@ group_plan = partial(settings.group_plan, M)
 
 
 def group_plan_of(members):
-    """The `--plan` of an evaluation group's job (rule evaluate_<group>), as a function of its wildcards."""
-    return lambda w: group_plan(members, w.exp, w.role, int(w.seed))
+    """The `--plan` of an evaluation group's job for one teacher (rule evaluate_<group>), as a function of
+    its wildcards."""
+    return lambda w: group_plan(members, w.exp, [w.role], int(w.seed))
+
+
+def pair_plan_of(members, exp):
+    """The `--plan` of an evaluation group's job for both teachers of a pair (rule evaluate_<group>__<pair>)."""
+    return lambda w: group_plan(members, exp, M.run_roles(exp), int(w.seed))
+
+
+def export_dir_of(exp):
+    """A run's export folder as a function of the seed wildcard."""
+    return lambda w: export_dir(exp, int(w.seed))
+
+
+def pair_group_rule(group, exp):
+    """The name of a pair's evaluation-group rule (benchmarks/dag_cost.py counts it under evaluate_<group>)."""
+    return f"evaluate_{group}__{exp}"
 
 
 gpu_resource = launch_args.gpu_resource

@@ -3,9 +3,10 @@
 #
 # A protocol of no evaluation group (scale.evaluation_groups) is a job of its own (rule `evaluate`). The
 # protocols of a group, e.g. k-NN and the linear probe sharing the teacher's cached features, are one
-# job per teacher (rule `evaluate_<group>`): one process writes every metrics file of the group (saving
-# an interpreter start and the imports per protocol). Asking for one of its files
-# (`snakemake results/.../knn.json`) runs the group's job; a change to one member's settings reruns it.
+# job per run: per teacher of a one-model run (rule `evaluate_<group>`), per pair for both its teachers
+# (rule `evaluate_<group>__<pair>`). One process writes every metrics file of the job (saving an
+# interpreter start and the imports per protocol and teacher). Asking for one of its files
+# (`snakemake results/.../knn.json`) runs its job; a change to one member's settings reruns it.
 
 
 rule evaluate:
@@ -36,9 +37,12 @@ rule evaluate:
 
 for _group, _members in M.evaluation_groups.items():
 
+    # A run with one teacher (a DINO baseline, a random initialisation): one job per teacher.
     rule:
         name:
             f"evaluate_{_group}"
+        wildcard_constraints:
+            exp=one_of(M.single_model_runs()),
         input:
             export=lambda w: export_dir(w.exp, int(w.seed)),
             data=sorted({f for p in _members for f in protocol_inputs(p)}),
@@ -46,7 +50,6 @@ for _group, _members in M.evaluation_groups.items():
             [f"{R}/eval/{{exp}}/seed{{seed}}/{{role}}/{p}.json" for p in _members],
         params:
             plan=group_plan_of(_members),
-            checkpoint=lambda w: teacher(w.exp, w.role, int(w.seed)),
         log:
             f"{R}/logs/eval/{{exp}}/seed{{seed}}/{{role}}/{_group}.log",
         conda:
@@ -57,5 +60,30 @@ for _group, _members in M.evaluation_groups.items():
             mem_mb=resources_of("evaluate")["mem_mb"],
             runtime=resources_of("evaluate")["runtime"] * len(_members),
         shell:
-            "OMP_NUM_THREADS={threads} python -m mokd evaluate --checkpoint {params.checkpoint}"
-            " --plan {params.plan:q} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} python -m mokd evaluate --plan {params.plan:q} > {log} 2>&1"
+
+    # A pair (its two teachers come from one pre-training, so they are always new together): one job
+    # per pair and seed for both teachers. Its files name the pair's models, hence a rule per pair.
+    for _exp in M.pair_experiments():
+
+        rule:
+            name:
+                pair_group_rule(_group, _exp)
+            input:
+                export=export_dir_of(_exp),
+                data=sorted({f for p in _members for f in protocol_inputs(p)}),
+            output:
+                [f"{R}/eval/{_exp}/seed{{seed}}/{r}/{p}.json" for r in M.run_roles(_exp) for p in _members],
+            params:
+                plan=pair_plan_of(_members, _exp),
+            log:
+                f"{R}/logs/eval/{_exp}/seed{{seed}}/{_group}.log",
+            conda:
+                ENV
+            threads: resources_of("evaluate")["threads"]
+            resources:
+                **gpu_resource(resources_of("evaluate")),
+                mem_mb=resources_of("evaluate")["mem_mb"],
+                runtime=resources_of("evaluate")["runtime"] * len(_members) * len(M.run_roles(_exp)),
+            shell:
+                "OMP_NUM_THREADS={threads} python -m mokd evaluate --plan {params.plan:q} > {log} 2>&1"
