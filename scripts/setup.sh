@@ -13,6 +13,14 @@ fi
 stamp=.venv/.mokd-installed
 want=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  # torch's CUDA build and its libraries make the .venv about 6 GB: say so before pip fills the disk.
+  need_kb=$((6500 * 1024))
+  free_kb=$(df -Pk .venv | awk 'NR == 2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ] && [ ! -f "$stamp" ]; then
+    echo "[setup] error: $(pwd)/.venv needs about 6.5 GB free on its file system; $((free_kb / 1024)) MB are" >&2
+    echo "[setup]        free there (df -h $(pwd)). Free some space and run scripts/setup.sh again." >&2
+    exit 1
+  fi
   echo "[setup] installing requirements.txt into .venv (first time: about 2 minutes)"
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
   .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
