@@ -8,9 +8,9 @@ The plan is a JSON list of `{"protocol": name, "command": knn | linear | finetun
 "settings": {...}, "out": file, "checkpoint": teacher}` (`checkpoint` optional: `--checkpoint` by
 default); each entry runs exactly as `python -m mokd <command> --checkpoint <teacher> --settings
 <settings> --out <out>` would (every protocol seeds its own generators, so the numbers are those of
-separate processes), in the plan's order. Every output folder is checked writable before the first protocol starts; the
-first failure stops the plan with that protocol's exit code (its `error:` line names it), and what
-the protocols before it wrote stays.
+separate processes), in the plan's order. Every output folder is checked writable before the first
+protocol starts; the first failure stops the plan with that protocol's exit code (its `error:` line
+names it and its teacher), and what the protocols before it wrote stays.
 """
 
 from __future__ import annotations

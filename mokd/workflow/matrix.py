@@ -148,8 +148,8 @@ class Matrix:
 
     def single_model_runs(self) -> list[str]:
         """The runs that export one teacher: DINO baselines and every model's random initialisation."""
-        return [e for e in self.experiments if e not in self.pair_experiments()] + [
-            self.random_run(r) for r in self.models]
+        pairs = set(self.pair_experiments())
+        return [e for e in self.experiments if e not in pairs] + [self.random_run(r) for r in self.models]
 
     def is_baseline(self, exp: str) -> bool:
         """A DINO baseline trains one model; a MOKD pair two."""

@@ -94,7 +94,8 @@ def export_dir_of(exp):
 
 
 def pair_group_rule(group, exp):
-    """The name of a pair's evaluation-group rule (benchmarks/dag_cost.py counts it under evaluate_<group>)."""
+    """The name of a pair's evaluation-group rule (benchmarks/dag_cost.py counts the pairs' rules of a group in
+    one row, evaluate_<group>__pairs)."""
     return f"evaluate_{group}__{exp}"
 
 
