@@ -13,9 +13,12 @@ buffers it touches (students' and teachers' BatchNorm statistics, loss centres) 
     .venv/bin/python benchmarks/pair_diagnosis.py --pair r50 vit_s --every 10 --out diag.json
     .venv/bin/python benchmarks/pair_diagnosis.py --pair r50 vit_s --set pretrain.epochs=12 \
         --set families.cnn.mlp_head.batch_norm=true
+    .venv/bin/python benchmarks/pair_diagnosis.py --config config/cpu_study.yaml --steps 8 --every 1 --no-baselines
 
-It prints, per run and model, each term's mean over the first and the second half of the run.
-One seed per call (`--seed`): repeat with other seeds before drawing a conclusion.
+It prints, per run and model, each term's mean over the first and the second half of the diagnosed
+steps, and each term's backbone gradient as a multiple of L_sm's (mean, and the range over the steps).
+`--steps N` stops every run after N steps (the first steps of the real schedule, not a shorter
+run). One seed per call (`--seed`): repeat with other seeds before drawing a conclusion.
 """
 
 from __future__ import annotations
@@ -98,8 +101,9 @@ def term_gradients(trainer: Trainer, crops: list[torch.Tensor]) -> dict[str, dic
     return out
 
 
-def diagnose_run(cfg: dict[str, Any], every: int, out_dir: Path) -> dict[str, Any]:
-    """Train one run to its end, measuring `term_gradients` every `every` steps; also the logged entropy."""
+def diagnose_run(cfg: dict[str, Any], every: int, out_dir: Path, steps: int | None = None) -> dict[str, Any]:
+    """Train one run to its end (or for its first `steps` steps), measuring `term_gradients` every `every`
+    steps; also the logged entropy."""
     trainer = build_trainer({**cfg, "device": "cpu"}, out_dir)
     points: list[dict[str, Any]] = []
     inner = trainer.train_step
@@ -113,7 +117,7 @@ def diagnose_run(cfg: dict[str, Any], every: int, out_dir: Path) -> dict[str, An
         return record
 
     trainer.train_step = step  # type: ignore[method-assign]
-    trainer.train()
+    trainer.train(stop_after=steps)
     ln_k = math.log(cfg["out_dim"])
     final = {m.name: records[-1][m.name]["teacher_entropy"] for m in trainer.models}
     return {"points": points, "final_entropy": final, "ln_k": ln_k, "steps": trainer.step}
@@ -136,6 +140,22 @@ def summarise(run: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def backbone_ratios(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each model's terms: backbone gradient norm / L_sm's at the same step, mean and range over the steps."""
+    pts = run["points"]
+    rows = []
+    for model in pts[0]["models"]:
+        for term in pts[0]["models"][model]:
+            if term == "sm" or "sm" not in pts[0]["models"][model]:
+                continue
+            ratios = [p["models"][model][term]["grad_backbone"] / p["models"][model]["sm"]["grad_backbone"]
+                      for p in pts if p["models"][model]["sm"]["grad_backbone"] > 0]
+            if ratios:
+                rows.append({"model": model, "term": term, "mean": statistics.fmean(ratios),
+                             "min": min(ratios), "max": max(ratios), "n": len(ratios)})
+    return rows
+
+
 def print_summary(label: str, run: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     ent = ", ".join(f"{m} {e:.2f}" for m, e in run["final_entropy"].items())
     print(f"\n{label}: {run['steps']} steps; final MLP-Head teacher entropy {ent} (ln K {run['ln_k']:.2f})")
@@ -144,6 +164,9 @@ def print_summary(label: str, run: dict[str, Any], rows: list[dict[str, Any]]) -
     for r in rows:
         print(f"  {r['model']:<8} {r['term']:<5} {r['part']:<12} {fmt(r['value'], 7, 3)} {fmt(r['grad_backbone'], 12, 4)} "
               f"{fmt(r['grad_mlp_head'], 12, 4)} {fmt(r['grad_t_head'], 10, 4)} {fmt(r['cos_with_sm'], 12, 3)}")
+    for r in backbone_ratios(run):
+        print(f"  {r['model']:<8} |g backbone| of L_{r['term']} / L_sm's: mean {r['mean']:.2f}x, "
+              f"per step {r['min']:.2f}-{r['max']:.2f}x over {r['n']} steps")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -153,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override of the workflow config (repeatable)")
     ap.add_argument("--seed", type=int, default=None, help="seed (default: the config's pretrain.seed)")
     ap.add_argument("--every", type=int, default=10, help="diagnose every this many steps")
+    ap.add_argument("--steps", type=int, default=None, help="stop each run after this many steps (default: its end)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--no-baselines", action="store_true", help="only the pair")
     ap.add_argument("--out", default=None, help="JSON file for every measurement")
@@ -167,10 +191,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {"config": args.config, "pair": args.pair, "overrides": args.set, "seed": config["pretrain"]["seed"], "runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for n, (label, cfg) in enumerate(runs.items()):
-            run = diagnose_run(cfg, args.every, Path(tmp) / f"run{n}")
+            run = diagnose_run(cfg, args.every, Path(tmp) / f"run{n}", args.steps)
             rows = summarise(run)
             print_summary(label, run, rows)
-            result["runs"][label] = {**run, "summary": rows}
+            result["runs"][label] = {**run, "summary": rows, "backbone_ratios": backbone_ratios(run)}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return result

@@ -56,3 +56,17 @@ def test_the_only_term_has_the_whole_gradient(fashion_root: Path, tmp_path: Path
     expected = math.sqrt(sum(float(g.pow(2).sum()) for g in grads))
     assert math.isclose(measured["sm"]["grad_backbone"], expected, rel_tol=1e-5)
     assert math.isclose(measured["sm"]["value"], float(terms["sm"].detach()), rel_tol=1e-6)
+
+
+def test_steps_stops_each_run_early(fashion_root: Path, tmp_path: Path) -> None:
+    """`--steps N` diagnoses the first N steps of the real schedule and stops there."""
+    from benchmarks.pair_diagnosis import backbone_ratios, diagnose_run
+
+    cfg = tiny_config(fashion_root, ["r18", "vit_t"])
+    run = diagnose_run(cfg, every=1, out_dir=tmp_path / "run", steps=2)
+    assert run["steps"] == 2 and [p["step"] for p in run["points"]] == [0, 1]
+    ratios = {(r["model"], r["term"]): r for r in backbone_ratios(run)}
+    assert set(ratios) == {(m, t) for m in ("r18", "vit_t") for t in ("st", "cm", "ct")}
+    for (model, term), r in ratios.items():
+        by_hand = [p["models"][model][term]["grad_backbone"] / p["models"][model]["sm"]["grad_backbone"] for p in run["points"]]
+        assert math.isclose(r["mean"], sum(by_hand) / 2) and r["min"] == min(by_hand) and r["n"] == 2
