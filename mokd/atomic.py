@@ -2,7 +2,9 @@
 
 Every writer goes through `atomic_write`: the content goes to a temporary file in the same folder
 (so the rename stays on one file system), is flushed and fsync'ed, then renamed over the target; on
-any failure the temporary file is removed and the old file is left as it was. A full disk or a
+any failure the temporary file is removed and the old file is left as it was. The file gets the mode
+open() would give it (a new file: 0666 less the umask; a rewritten one keeps its mode), not
+mkstemp's private 0600: on a shared cluster others must be able to read the results. A full disk or a
 read-only / forbidden folder becomes a `DiskFullError` / `NotWritableError` (both OSError, errno
 kept) whose one-line message names the path, never torch's "unexpected pos" RuntimeError.
 """
@@ -79,6 +81,28 @@ class _FdWriter(io.RawIOBase):
         return len(memoryview(data).cast("B"))
 
 
+def current_umask() -> int:
+    """This process's umask (from /proc where it is there: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_mode(path: Path) -> int:
+    """The mode open(path, "w") would leave: an existing file's own, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write `path` atomically: `write(f)` fills a binary file object (module docstring). Returns the path."""
     path = Path(path)
@@ -89,6 +113,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         raise as_write_error(exc, path) or exc
     writer = _FdWriter(fd)
     try:
+        os.fchmod(fd, open_mode(path))
         write(writer)
         os.fsync(fd)
         os.close(fd)

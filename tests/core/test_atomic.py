@@ -10,12 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 import mokd.atomic
 from mokd.atomic import DiskFullError, NotWritableError, check_writable, save_torch, write_bytes, write_text
 from mokd.checkpoint import atomic_save
+from mokd.data.cifar import write_cifar_like
 from mokd.data.subsets import write_file_list
 from mokd.eval.common import write_metrics
 
@@ -111,3 +113,26 @@ def test_real_read_only_folder(tmp_path: Path) -> None:
             write_text(folder / "x.json", json.dumps({}))
     finally:
         folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    """A new file is readable by whom the umask allows, as with open() (mkstemp alone gives 0600);
+    a rewritten file keeps its mode, as open() keeps it."""
+    previous = os.umask(umask)
+    try:
+        write_text(tmp_path / "table.md", "x")
+        save_torch(big(), tmp_path / "teacher.pt")
+        write_cifar_like(tmp_path / "cifar", "cifar10", np.zeros((2, 32, 32, 3), np.uint8), [0, 1], False, ["a", "b"])
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~umask
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "teacher.pt").stat().st_mode & 0o777 == expected
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "cifar").rglob("*") if p.is_file()} == {expected}
+    os.chmod(tmp_path / "table.md", 0o640)
+    write_text(tmp_path / "table.md", "y")
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o640
