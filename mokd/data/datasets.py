@@ -265,12 +265,14 @@ def file_list_entries(dataset: Dataset, indices: Sequence[int]) -> list[str]:
     return [str(int(i)) for i in indices]
 
 
+IMAGEFOLDER_LAYOUT = (
+    "expected root/train/<class>/<image> and root/val/<class>/<image> (ImageNet: download ILSVRC2012 from "
+    "https://image-net.org and arrange the validation images into class folders)"
+)
+
+
 def _imagefolder_missing_message(path: Path) -> str:
-    return (
-        f"image folder path {path} not found; expected root/train/<class>/<image> and "
-        f"root/val/<class>/<image> (ImageNet: download ILSVRC2012 from https://image-net.org and "
-        f"arrange the validation images into class folders)"
-    )
+    return f"image folder path {path} not found; {IMAGEFOLDER_LAYOUT}"
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -318,7 +320,7 @@ def check_dataset(cfg: Mapping[str, Any], split: str) -> None:
         raise FileNotFoundError(_imagefolder_missing_message(split_dir))
     classes = read_file_list(c.class_list) if c.class_list is not None else list_class_dirs(split_dir)
     if not classes:
-        raise FileNotFoundError(f"no class folders in {split_dir}; {_imagefolder_missing_message(split_dir)}")
+        raise FileNotFoundError(f"image folder {split_dir} exists but has no class folders; {IMAGEFOLDER_LAYOUT}")
     for cls in classes:
         if not (split_dir / cls).is_dir():
             raise FileNotFoundError(f"class folder not found: {split_dir / cls} (listed in {c.class_list})")

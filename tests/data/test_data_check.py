@@ -23,6 +23,15 @@ def test_missing_split_dir(tmp_path: Path) -> None:
     assert "image-net.org" in str(err.value)
 
 
+def test_empty_split_dir_is_not_called_missing(tmp_path: Path) -> None:
+    (tmp_path / "imagenet" / "val").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError) as err:
+        check_dataset({"name": "imagefolder", "root": tmp_path / "imagenet"}, "val")
+    message = str(err.value)
+    assert f"{tmp_path / 'imagenet' / 'val'} exists but has no class folders" in message
+    assert "not found" not in message and "root/val/<class>/<image>" in message
+
+
 def test_missing_class_folder(image_root: Path, tmp_path: Path, classes: tuple[str, ...]) -> None:
     cl = write_file_list(tmp_path / "classes.txt", [classes[0], "n00000042"])
     with pytest.raises(FileNotFoundError, match=str(image_root / "train" / "n00000042")):
