@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -80,6 +81,16 @@ def dataset_label(data_cfg: dict[str, Any]) -> str:
     """A short human-readable dataset identity for provenance."""
     extra = {k: v for k, v in data_cfg.items() if k not in ("name", "root")}
     return f"{data_cfg.get('name')}:{data_cfg.get('root')}" + (f" {json.dumps(extra, sort_keys=True)}" if extra else "")
+
+
+def warn_few_classes(labels: Sequence[int] | torch.Tensor, what: str) -> None:
+    """A warning on stderr when a protocol's data has fewer than 2 classes: its accuracy (100 % for
+    k-NN) then says nothing about the features."""
+    classes = len({int(y) for y in labels})
+    if classes < 2:
+        print(f"warning: {what} has {classes} class{'' if classes == 1 else 'es'}: its accuracy measures "
+              "nothing about the features; give the protocol a dataset with at least 2 classes",
+              file=sys.stderr, flush=True)
 
 
 def write_metrics(

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from mokd.config import ConfigError
 from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from mokd.eval.common import dataset_label, warn_few_classes
 from mokd.provenance import file_sha256
 
 if TYPE_CHECKING:  # mokd.models imports timm (and torchvision): only where a backbone is built
@@ -172,10 +173,12 @@ def cached_features(
 
     key = cache_key(checkpoint_path, data_cfg, split, transform_desc, mode)
     path = Path(cache_dir) / f"{Path(checkpoint_path).stem}-{split}-{mode}-{key[:20]}.pt"
+    what = f"the {split} split of {dataset_label(dict(data_cfg))}"
     if path.is_file():
         hit = _read_cache(path, key)
         if hit is not None:
             print(f"features: cached {path}", file=sys.stderr)
+            warn_few_classes(hit[1], what)
             return hit
     if backbone is None:
         backbone = load_backbone(checkpoint_path, dict(expected) if expected is not None else None)
@@ -184,6 +187,7 @@ def cached_features(
         backbone, dataset, batch_size, device, mode=mode, num_workers=num_workers, desc=f"features {split}"
     )
     atomic_save({"key": key, "features": feats, "labels": labels}, path)
+    warn_few_classes(labels, what)
     return feats, labels
 
 

@@ -49,7 +49,7 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, run_protocol
+from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, dataset_label, run_protocol, warn_few_classes
 from mokd.eval.features import load_teacher, require_settings
 from mokd.provenance import file_sha256
 
@@ -223,6 +223,7 @@ def finetune(
     labelled_train = build_dataset(train_cfg, "train", train_classification_transform(size, mean, std))
     labelled_eval = build_dataset(train_cfg, "train", eval_transform(size, mean, std))
     num_classes = len(labelled_train.classes)  # type: ignore[attr-defined]
+    warn_few_classes(labelled_train.targets, f"the labelled train split of {dataset_label(train_cfg)}")  # type: ignore[attr-defined]
     subset_file = train_cfg.get("file_list")
     subset_sha = file_sha256(subset_file, 64) if isinstance(subset_file, str) else None
     if subset_file:
@@ -241,6 +242,7 @@ def finetune(
         best_lr = float(settings["lr"])
     if sidecar.data["final"] is None or sidecar.data["final"]["lr"] != best_lr:
         val_set = build_dataset(settings["data_val"], "val", eval_transform(size, mean, std))
+        warn_few_classes(val_set.targets, f"the val split of {dataset_label(settings['data_val'])}")  # type: ignore[attr-defined]
         ckpt = Path(f"{out}.ckpt")
         result = run_trial(
             checkpoint, settings, labelled_train, val_set, best_lr, num_classes, device, ckpt,

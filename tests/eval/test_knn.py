@@ -121,3 +121,22 @@ def test_wrong_architecture_is_a_clear_error(tmp_path: Path, fashion_root: Path,
     assert main(args) == 4  # a checkpoint error (mokd/cli.py's exit codes)
     assert re.search(r"teacher_v\.pt.*expected", capsys.readouterr().err)
     assert not (tmp_path / "knn.json").exists()
+
+
+def test_a_one_class_dataset_is_warned_about(tmp_path: Path, fashion_root: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """k-NN on one class is 100 % whatever the features: the log says the number measures nothing."""
+    ckpt = export_tiny(tmp_path / "teacher_r.pt")
+    (tmp_path / "one.txt").write_text("Bag\n")
+    one_class = {"name": "fashion_mnist", "root": str(fashion_root), "max_per_class": 4,
+                 "class_list": str(tmp_path / "one.txt")}
+    out = tmp_path / "knn.json"
+    args = ["knn", "--checkpoint", str(ckpt), "--out", str(out),
+            "--settings", settings(fashion_root, data_train=one_class, data_val=one_class)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["metrics"]["top1"] == 100.0
+    err = capsys.readouterr().err
+    assert re.search(r"warning: the train split of fashion_mnist:\S+ .* has 1 class", err), err
+    assert re.search(r"warning: the val split of .* has 1 class", err), err
+    assert main(["knn", "--checkpoint", str(ckpt), "--settings", settings(fashion_root), "--out", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err  # ten classes: nothing to say
