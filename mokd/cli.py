@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "random-init": ("mokd.commands.random_init", "export a run's teachers at initialisation (the tables' reference)"),
     "prepare-data": ("mokd.commands.prepare_data", "prepare the embedded datasets and derived splits"),
     "check-data": ("mokd.commands.prepare_data", "check that a dataset is where the config says"),
+    "check-config": ("mokd.commands.check_config", "read workflow config files, naming the file and line of an error"),
     "evaluate": ("mokd.commands.evaluate", "several evaluation protocols of one teacher in one process"),
     "knn": ("mokd.eval.knn", "weighted k-NN classification of teacher features"),
     "linear": ("mokd.eval.linear", "linear probe on the frozen teacher backbone"),

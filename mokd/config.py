@@ -75,6 +75,20 @@ def typed_scalar(text: str) -> Any:
         loader.dispose()
 
 
+def yaml_error_message(path: str | Path, exc: yaml.YAMLError) -> str:
+    """One line naming the file, the line and column, and what PyYAML found there."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return f"config file {path} is not valid YAML: {' '.join(str(exc).split())}"
+    where = f"config file {path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: "
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        where_context = f" ({context} started at line {context_mark.line + 1})"
+    else:
+        where_context = f" ({context})" if context else ""
+    return where + " ".join(f"{exc.problem}{where_context}".split())  # type: ignore[attr-defined]
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is an error naming it."""
     path = Path(path)
@@ -85,7 +99,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(yaml_error_message(path, exc)) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data

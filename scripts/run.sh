@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
+# Snakemake's own error for a malformed --configfile names neither the file nor the line: check first.
+.venv/bin/python -m mokd check-config --snakemake-args "$@"
 start=$(date +%s)
 .venv/bin/snakemake --cores all "$@"
 echo "[run] done in $(( $(date +%s) - start )) s: tables in results/<scale>/tables/, figures in results/<scale>/figures/ (see results/README.md)"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from mokd.config import ConfigError
+from mokd.config import ConfigError, load_yaml
 from mokd.workflow.configs import (
     load_workflow_config,
     pretrain_key_origin,
@@ -99,3 +100,37 @@ def test_pretrain_keys_are_named_where_the_workflow_config_sets_them() -> None:
     cfg["experiments"]["dino_r34"]["epochs"] = 20
     assert pretrain_key_origin(cfg, "dino_r34", "epochs") == "experiments.dino_r34.epochs"
     assert pretrain_key_origin(cfg, "dino_r34", "batch_size") == "pretrain.batch_size"
+
+
+BROKEN_YAML = "scale:\n  results: x\n  seeds: [0\n  foo: 1\n"  # an unclosed list: YAML stops at line 4
+
+
+def test_malformed_yaml_names_the_file_and_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN_YAML)
+    with pytest.raises(ConfigError) as err:
+        load_yaml(bad)
+    assert str(err.value).startswith(f"config file {bad}, line 4, column 6: not valid YAML: expected ',' or ']'")
+    assert "<unicode string>" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_run_sh_checks_the_config_files_before_snakemake(tmp_path: Path) -> None:
+    """Snakemake reads --configfile files itself first and names neither file nor line; scripts/run.sh
+    checks them (and their base chains) before it starts Snakemake."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN_YAML)
+    user = write(tmp_path / "user.yaml", {"base": str(bad)})
+    for given in (bad, user):
+        out = subprocess.run(["bash", "scripts/run.sh", "-n", "--configfile", str(given)], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert f"error: config file {bad}, line 4, column 6: not valid YAML" in out.stderr, out.stderr
+        assert "Config file is not valid JSON or YAML" not in out.stderr  # Snakemake did not get to it
+
+
+def test_the_config_files_of_a_snakemake_command_line() -> None:
+    from mokd.commands.check_config import configfiles_of
+
+    args = ["-n", "--configfile", "a.yaml", "b.yaml", "--cores", "2", "--configfile=c.yaml", "--configfiles", "d.yaml"]
+    assert configfiles_of(args) == ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]
+    assert configfiles_of(["table_s2", "--cores", "all"]) == []
