@@ -1,11 +1,12 @@
-"""`python -m mokd [--debug] <command>`: one subcommand per pipeline step, each in its own module.
+"""`python -m mokd [--debug] <command> ...`: one subcommand per pipeline step, each in its own module.
 
 A command module defines `add_arguments(parser)` and `run(args) -> int`; it is imported only when its
 command runs, so `python -m mokd knn` does not pay for detection imports.
 
 Expected failures end in one line, `error: ...`, and an exit code that says what kind of failure it
-was (below); a traceback only with `--debug` (or MOKD_DEBUG=1), or for an unexpected error (a bug,
-exit code 1). Which exception means which code is decided here, in `EXPECTED`, not in each command.
+was (below); a traceback only with `--debug` (before or after the command, or MOKD_DEBUG=1), or for an
+unexpected error (a bug, exit code 1). Which exception means which code is decided here, in `EXPECTED`,
+not in each command.
 
     0    done
     1    unexpected error (a bug): Python's traceback
@@ -123,14 +124,17 @@ def check_outputs(command: str, args: argparse.Namespace) -> None:
             check_writable(Path(value) if kind == "folder" else Path(value).parent)
 
 
+DEBUG_HELP = "print the traceback of every error (also MOKD_DEBUG=1)"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = os.environ.get("MOKD_DEBUG", "") not in ("", "0")
     while argv and argv[0] == "--debug":
         debug, argv = True, argv[1:]
     parser = argparse.ArgumentParser(prog="python -m mokd", description=__doc__.splitlines()[0],
-                                     epilog="--debug (before the command): a traceback with every error",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -146,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments_for(argv[0], cmd_parser)
     else:
         module.add_arguments(cmd_parser)
+    cmd_parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = cmd_parser.parse_args(argv[1:])
     args.command = argv[0]
-    args.debug = debug
+    debug = args.debug = debug or args.debug
     try:
         check_outputs(argv[0], args)
         return int(module.run(args) or 0)

@@ -49,9 +49,14 @@ def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     return path
 
 
-def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    rc = cli.main(argv)
-    return rc, capsys.readouterr().err
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str], stdout: bool = False) -> tuple[int, str]:
+    """The exit status of `python -m mokd ARGV` (argparse's exits included) and its stderr (or stdout)."""
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # --help, usage errors
+        rc = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return rc, captured.out if stdout else captured.err
 
 
 def image_folder(root: Path, bad: bool) -> Path:
@@ -160,6 +165,15 @@ def test_config_errors(fashion_root: Path, tmp_path: Path, capsys: pytest.Captur
 def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, err = run_main(["--debug", "pretrain", "--config", "no/such.yaml", "--out", str(tmp_path / "r")], capsys)
     assert rc == CODES["config"] and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: ")
+
+
+def test_debug_after_the_command_and_in_the_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run_main(["pretrain", "--config", "no/such.yaml", "--out", str(tmp_path / "r"), "--debug"], capsys)
+    assert rc == CODES["config"] and "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: ")
+    rc, out = run_main(["--help"], capsys, stdout=True)
+    assert rc == 0 and out.startswith("usage: python -m mokd [-h] [--debug] COMMAND")
+    rc, out = run_main(["knn", "--help"], capsys, stdout=True)
+    assert rc == 0 and "[--debug]" in out.split("\n\n")[0]  # the command's usage line
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
