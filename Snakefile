@@ -9,13 +9,20 @@
 # A config file may name a `base` config it extends; without --configfile, config/default.yaml is used.
 # The config is validated against workflow/schemas/config.schema.yaml before any job runs.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# Every job's log ends with its process's `[mokd] timing` line (mokd/process_timing.py), which
+# benchmarks/dag_cost.py reads; a user's own `python -m mokd` prints none.
+os.environ.setdefault("MOKD_TIMING", "1")
+
 
 envvars:
     "PATH",
+    "MOKD_TIMING",
 
 
 include: "workflow/rules/common.smk"

@@ -11,8 +11,9 @@ to stderr, for `benchmarks/dag_cost.py`: start-up = (entry - start) + import_wal
 end - start is the command's work. CPU figures are `time.process_time()` (this process, all threads)
 and `resource.getrusage(RUSAGE_CHILDREN)` (children waited for: DataLoader workers, a submitit task).
 
-MOKD_TIMING=0 turns it off, 1 prints the line also to a terminal (by default only when stderr is
-not one, i.e. in a job's log). Imports have no effect on results: numbers are unchanged.
+Only MOKD_TIMING=1 turns it on: the workflow sets it for its jobs (Snakefile), whose logs feed the
+cost table; a user's command (`--help` included) prints no such line. Imports have no effect on
+results: numbers are unchanged.
 
 `fast_exit(code)` ends `python -m mokd` once its command has returned: it joins the other non-daemon
 threads, runs the atexit handlers (the timing line, multiprocessing's clean-up of DataLoader workers,
@@ -55,15 +56,14 @@ def process_start_epoch() -> float | None:
 
 def install(role: str = "main") -> None:
     """Start accounting for this process (idempotent per process); the line is printed at exit."""
-    setting = os.environ.get("MOKD_TIMING", "")
-    if setting == "0" or _state.get("pid") == os.getpid():
+    if os.environ.get("MOKD_TIMING", "") != "1" or _state.get("pid") == os.getpid():
         return
     entry = time.time()
     _state.clear()
     _state.update(
         role=role, pid=os.getpid(), argv=sys.argv[1:2], start=process_start_epoch(), entry=entry,
         entry_cpu=time.process_time(), import_wall=0.0, import_cpu=0.0, depth=0,
-        main_thread=threading.get_ident(), force=setting == "1",
+        main_thread=threading.get_ident(),
     )
     original = builtins.__import__
 
@@ -97,8 +97,6 @@ def record() -> dict[str, Any]:
 
 def _report() -> None:
     if _state.get("pid") != os.getpid():  # a forked child that runs atexit handlers is not this process
-        return
-    if not (_state["force"] or not sys.stderr.isatty()):
         return
     try:
         print(PREFIX + json.dumps(record()), file=sys.stderr, flush=True)

@@ -1,5 +1,6 @@
 """Start-up of `python -m mokd <command>`: each command's module imports only what it uses, and every
-process leaves one timing line on its log (mokd/process_timing.py, read by benchmarks/dag_cost.py)."""
+process of the workflow (MOKD_TIMING=1) leaves one timing line on its log (mokd/process_timing.py, read by
+benchmarks/dag_cost.py)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,15 @@ def run_mokd(args: list[str], timing: str | None) -> subprocess.CompletedProcess
                           timeout=300, env=env)
 
 
+def test_a_users_command_prints_no_timing_line() -> None:
+    """The line is for the workflow's job logs (which ask for it): not in a user's piped --help."""
+    out = run_mokd(["cost", "--help"], timing=None)  # stderr is a pipe, not a terminal
+    assert out.returncode == 0 and "usage: python -m mokd cost" in out.stdout
+    assert out.stderr == ""
+
+
 def test_process_leaves_one_timing_line() -> None:
-    out = run_mokd(["cost", "--help"], timing=None)  # stderr is a pipe: the line is written by default
+    out = run_mokd(["cost", "--help"], timing="1")  # as in the workflow's jobs
     assert out.returncode == 0 and "usage: python -m mokd cost" in out.stdout
     (record,) = timing_lines(out.stderr)
     assert record["role"] == "main" and record["argv"] == ["cost"] and record["pid"] > 0
