@@ -8,9 +8,12 @@ With `submitit-local` or `slurm`, this process only submits a `PretrainJob` and 
 never imports torch. It prints the job id and the job's log files, copies task 0's log into its own
 stderr as it grows (so a Snakemake rule's log still shows the training), and exits 0 once the job
 has finished; otherwise it prints SLURM's record of the job (sacct: state, exit code, reason) and the
-log path, and exits 1, so a Snakemake job that launched it fails with that message. SIGTERM/SIGINT
-cancel the job (its checkpoint stays; rerunning resumes it). A rerun while an earlier SLURM job of the
-same run is still queued or running attaches to that job instead of submitting a second one.
+log path, and exits 1, so a Snakemake job that launched it fails with that message (a local job
+whose training process was killed without a result, by kill -9 or the out-of-memory killer, says
+so). SIGTERM/SIGINT cancel the job (its checkpoint stays; rerunning resumes it); the job's log then
+holds a line, no traceback (submitit's local controller writes its stderr to <log folder>/controller.err).
+A rerun while an earlier SLURM job of the same run is still queued or running attaches to that job
+instead of submitting a second one.
 
 The job runs one task per GPU (`gpus_per_node` tasks per node; one task without GPUs). Each task
 exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR (the first node) and MASTER_PORT with submitit's
@@ -32,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,6 +184,10 @@ class PretrainJob(submitit.helpers.Checkpointable):
         report and exit with, not raised with a traceback."""
         try:
             return self._train()
+        except KeyboardInterrupt:  # cancelled (Ctrl-C, or the launcher cancelling the job): no traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller forwards a second one
+            log("training interrupted; its last checkpoint stays")
+            return {"error": "interrupted", "exit_code": 130}
         except Exception as exc:
             from mokd.cli import exit_code, one_line
 
@@ -384,6 +392,22 @@ def _interruptible_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def _child_stderr(path: Path) -> Iterator[None]:
+    """Processes started meanwhile (a local job's controller) write their stderr to `path`, not to this
+    process's (the job log): on a cancel, submitit's controller ends with a KeyboardInterrupt traceback."""
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+
+
 def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     """Submit (or re-attach to) the job, wait for it, report; the exit status of the command."""
     folder = Path(opts.log_folder or Path(job_fn.out) / "submitit").resolve()
@@ -392,7 +416,8 @@ def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     job = _attach_or_cancel(opts, folder, key)
     verb = "attached" if job is not None else "submitted"
     if job is None:
-        with _interruptible_children():
+        quiet = _child_stderr(folder / "controller.err") if opts.launcher != "slurm" else contextlib.nullcontext()
+        with _interruptible_children(), quiet:
             job = build_executor(opts, folder).submit(job_fn)
         tasks = opts.nodes * opts.tasks_per_node
         _record_path(folder).write_text(json.dumps({"job_id": job.job_id, "key": key, "tasks": tasks,
@@ -470,8 +495,26 @@ def _failure_reason(exc: Exception) -> str:
     return " ".join(ln.strip() for ln in text.strip().splitlines()[:2])
 
 
+def _local_failure_reason(job: submitit.Job) -> str:
+    """Why a local job left no result: submitit's state of its controller says only FINISHED."""
+    try:
+        found = re.search(r"\[mokd\] task 0 of \d+ in job \S+ on \S+, pid (\d+)", job.task(0).paths.stderr.read_text())
+    except OSError:
+        found = None
+    task = f"training process (pid {found.group(1)})" if found else "training process"
+    if job.state == "INTERRUPTED":
+        return "its submitit controller was stopped by a signal"
+    return (f"its {task} ended without a result or an error: it was killed by a signal (kill -9, the "
+            "out-of-memory killer: see dmesg) or crashed")
+
+
 def _report_failure(job: submitit.Job, opts: LaunchOptions, kind: str, exc: Exception) -> None:
     task0 = job.task(0)
+    if opts.launcher != "slurm" and isinstance(exc, submitit.core.utils.UncompletedJobError):
+        log(f"error: {kind} {job.job_id} failed: {_local_failure_reason(job)}; the last checkpoint stays, "
+            "running the same command again resumes from it")
+        log(f"error: job log {task0.paths.stderr}")
+        return
     log(f"error: {kind} {job.job_id} failed ({type(exc).__name__}): {_failure_reason(exc)}")
     if opts.launcher == "slurm":
         print(f"sacct -j {job.job_id} -D -o {SACCT_FIELDS}:", file=sys.stderr)

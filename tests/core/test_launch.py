@@ -240,3 +240,34 @@ def test_plain_srun_task_gets_the_submitit_jobs_master(monkeypatch: pytest.Monke
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     launch.export_dist_env()
     assert (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]) == srun == ("n01", srun[1])
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_local_job_leaves_no_traceback(fashion_root: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group: the launcher, submitit's controller and the
+    training task. The job log (the launcher's output) gets one line from each of ours, no traceback."""
+    config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=50)
+    cmd = [sys.executable, "-m", "mokd", "pretrain", "--config", str(config), "--out", str(tmp_path / "job"),
+           "--launcher", "submitit-local"]
+    job = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)  # its own group, as a terminal's foreground job
+    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
+    os.killpg(job.pid, signal.SIGINT)
+    rc, out = _finish(job, timeout=60)
+    assert rc == 130 and "cancelling local submitit job" in out, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    _wait_for(lambda: not _alive(pid), "the training task to end", timeout=30)
+
+
+@pytest.mark.slow
+def test_a_killed_training_process_is_reported_as_killed(fashion_root: Path, tmp_path: Path) -> None:
+    """kill -9 of the training task: submitit's controller ends normally (state FINISHED); the launcher
+    says that the training process was killed, and fails."""
+    config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=50)
+    job = _pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
+    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
+    os.kill(pid, signal.SIGKILL)
+    rc, out = _finish(job, timeout=120)
+    assert rc == 1, out[-3000:]
+    assert f"training process (pid {pid}) ended without a result or an error: it was killed by a signal" in out
+    assert "state: FINISHED" not in out, out[-3000:]
