@@ -4,8 +4,12 @@ launch options of config["launch"] (the options themselves: mokd/launch.py, docs
 from __future__ import annotations
 
 import shlex
+import shutil
 from collections.abc import Mapping
 from typing import Any
+
+# What Snakemake's SLURM executor plugin and `--launcher slurm` (submitit) call.
+SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel")
 
 
 def gpu_resource(resources: Mapping[str, Any]) -> dict[str, int]:
@@ -43,3 +47,16 @@ def workflow_launch_args(launch: Mapping[str, Any], resources: Mapping[str, Any]
         if launch.get(key):
             args.append(f"--{key} {shlex.quote(str(launch[key]))}")
     return " ".join(args)
+
+
+def missing_slurm_commands(uses: list[str]) -> list[str]:
+    """SLURM's commands that are not on PATH, for a run that `uses` SLURM (what, in words); [] otherwise."""
+    return [c for c in SLURM_COMMANDS if shutil.which(c) is None] if uses else []
+
+
+def slurm_message(missing: list[str], uses: list[str], stopped: bool) -> str:
+    """One line: which SLURM commands are missing, what needs them, what to do."""
+    head = f"SLURM's commands are not on PATH ({', '.join(missing)})"
+    need = (f"{' and '.join(uses)} need{'' if len(uses) > 1 else 's'} them. Run on a machine of the cluster "
+            "(a login node), or without SLURM (no --profile slurm, launch.pretrain not slurm)")
+    return f"{head}, nothing was started: {need}" if stopped else f"{head}: {need} (a real run stops before any job)"

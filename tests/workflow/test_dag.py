@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.workflow.smk import job_counts, snakemake, write_config
+from tests.workflow.smk import REPO, SNAKEMAKE, job_counts, snakemake, write_config
 
 # Evaluation jobs, counted by hand from config/matrix.yaml (one job per experiment, model, protocol):
 #  T1: 14 pairs x 2 models x {knn, linear} = 56, plus the 9 DINO baselines x 2 = 18        ->  74
@@ -197,3 +199,40 @@ def test_dry_run_warns_of_missing_user_datasets(tmp_path: Path) -> None:
 def test_lint_is_clean() -> None:
     out = snakemake("--lint", timeout=120)
     assert "Lints for" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-4000:]
+
+
+SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "srun", "sinfo", "scontrol")
+
+
+def path_without_slurm(tmp_path: Path) -> str:
+    """PATH as it is, with every folder holding SLURM's commands replaced by a copy of its links
+    without them (on a machine where the test cluster is installed)."""
+    folders = []
+    for i, folder in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        if not any((Path(folder) / c).exists() for c in SLURM_COMMANDS):
+            folders.append(folder)
+            continue
+        shadow = tmp_path / f"path{i}"
+        shadow.mkdir()
+        for entry in Path(folder).iterdir():
+            if entry.name not in SLURM_COMMANDS:
+                (shadow / entry.name).symlink_to(entry)
+        folders.append(str(shadow))
+    return os.pathsep.join(folders)
+
+
+def test_slurm_profile_without_slurm_says_so(tmp_path: Path) -> None:
+    """`--profile slurm` where SLURM's commands are not on PATH: the dry run warns, a run stops
+    before any job, saying so (not naming the first command the executor plugin happened to call)."""
+    cfg = write_config(tmp_path / "c.yaml", "config/test.yaml", tmp_path / "results")
+    env = {**os.environ, "PATH": path_without_slurm(tmp_path)}
+    cmd = ["timeout", "-s", "KILL", "300", SNAKEMAKE, "table_s2", "--profile", "slurm", "--configfile", str(cfg)]
+    dry = subprocess.run([*cmd, "-n"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "warning: SLURM's commands are not on PATH (sbatch, squeue, sacct, scancel)" in dry.stderr, dry.stderr
+    real = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    assert real.returncode != 0
+    assert "SLURM's commands are not on PATH (sbatch, squeue, sacct, scancel), nothing was started" in real.stderr, \
+        real.stderr[-3000:]
+    assert "'sacct'" not in real.stdout + real.stderr
+    assert not (tmp_path / "results").exists()

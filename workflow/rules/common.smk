@@ -114,6 +114,27 @@ if MISSING_DATASETS:
     )
 
 
+# SLURM's commands, where the run submits through SLURM: the slurm profile says so at start (MOKD_EXECUTOR,
+# for the dry run's warning), the executor plugin by its name at run time (onstart), and launch.pretrain.
+def slurm_uses(executor):
+    uses = ["the slurm executor"] if executor == "slurm" else []
+    return uses + (["launch.pretrain: slurm"] if config["launch"]["pretrain"] == "slurm" else [])
+
+
+_SLURM_USES = slurm_uses(os.environ.get("MOKD_EXECUTOR")) if workflow.is_main_process else []
+if launch_args.missing_slurm_commands(_SLURM_USES):
+    _missing = launch_args.missing_slurm_commands(_SLURM_USES)
+    print(f"warning: {launch_args.slurm_message(_missing, _SLURM_USES, False)}", file=sys.stderr)
+
+
+def check_slurm():
+    """Fail before any job when the run submits through SLURM and SLURM's commands are not on PATH."""
+    uses = slurm_uses(getattr(workflow.executor_plugin, "name", None))
+    missing = launch_args.missing_slurm_commands(uses)
+    if missing:
+        raise WorkflowError(launch_args.slurm_message(missing, uses, True))
+
+
 def check_user_datasets():
     """Fail before any job when a user-provided dataset is missing: the error names the path."""
     if MISSING_DATASETS:

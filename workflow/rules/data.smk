@@ -59,3 +59,4 @@ rule prepare_coco_synthetic:
 
 onstart:
     check_user_datasets()
+    check_slurm()
