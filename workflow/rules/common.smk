@@ -129,7 +129,7 @@ if launch_args.missing_slurm_commands(_SLURM_USES):
 
 def check_slurm():
     """Fail before any job when the run submits through SLURM and SLURM's commands are not on PATH."""
-    uses = slurm_uses(getattr(workflow.executor_plugin, "name", None))
+    uses = slurm_uses(getattr(workflow.executor_plugin, "name", None)) if workflow.is_main_process else []
     missing = launch_args.missing_slurm_commands(uses)
     if missing:
         raise WorkflowError(launch_args.slurm_message(missing, uses, True))
