@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -236,3 +238,34 @@ def test_slurm_profile_without_slurm_says_so(tmp_path: Path) -> None:
         real.stderr[-3000:]
     assert "'sacct'" not in real.stdout + real.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_every_shell_command_quotes_its_paths(tmp_path: Path) -> None:
+    """Every job's shell command of the whole test-scale DAG, with results under a folder whose name has a
+    space: each path is one word of the command (an unquoted one splits at the space)."""
+    results = tmp_path / "with space" / "results"
+    cfg = write_config(tmp_path / "c.yaml", "config/test.yaml", results)
+    out = snakemake("-n", "-p", "-F", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    commands = [ln.split("Shell command: ", 1)[1] for ln in out.stdout.splitlines() if "Shell command: " in ln]
+    assert len(commands) == sum(job_counts(out.stdout).values())
+    commands = [c for c in commands if c != "None"]  # target rules (table_t1, all) have no command
+    assert len(commands) > 50
+    for command in commands:
+        words = shlex.split(command)
+        assert not [w for w in words if w.endswith(f"{tmp_path}/with") or w.startswith("space/")], command
+        assert str(results) in command
+
+
+@pytest.mark.slow
+def test_a_target_under_a_path_with_a_space(tmp_path: Path) -> None:
+    """A pre-training and its evaluation group run under `scale.results: ".../with space/results"`; no
+    stray file at the part before the space; each job's log ends with its timing line (the cost table's)."""
+    results = tmp_path / "with space" / "results"
+    cfg = write_config(tmp_path / "c.yaml", "config/test.yaml", results)
+    out = snakemake(f"{results}/eval/dino_r18/seed0/r18/knn.json", "--cores", "2", "--configfile", str(cfg))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
+    assert json.loads((results / "eval/dino_r18/seed0/r18/knn.json").read_text())["metrics"]["top1"] >= 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "with space"]
+    for log in (results / "logs/pretrain/dino_r18/seed0.log", results / "logs/eval/dino_r18/seed0/r18/features.log"):
+        assert "[mokd] timing {" in log.read_text(), log

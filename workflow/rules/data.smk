@@ -13,7 +13,7 @@ rule prepare_fashion_mnist:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd prepare-data fashion-mnist --root {params.root} > {log} 2>&1"
+        "python -m mokd prepare-data fashion-mnist --root {params.root:q} > {log:q} 2>&1"
 
 
 rule prepare_cifar_standin:
@@ -31,9 +31,9 @@ rule prepare_cifar_standin:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd prepare-data cifar-standin --root {params.p[root]} --fashion-root {params.fashion}"
+        "python -m mokd prepare-data cifar-standin --root {params.p[root]:q} --fashion-root {params.fashion:q}"
         " --per-class-train {params.p[per_class_train]} --per-class-val {params.p[per_class_val]}"
-        " --seed {params.p[seed]} > {log} 2>&1"
+        " --seed {params.p[seed]} > {log:q} 2>&1"
 
 
 rule prepare_coco_synthetic:
@@ -51,10 +51,10 @@ rule prepare_coco_synthetic:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd prepare-data coco-synthetic --root {params.p[root]} --source {params.source:q}"
+        "python -m mokd prepare-data coco-synthetic --root {params.p[root]:q} --source {params.source:q}"
         " --n-train {params.p[n_train]} --n-val {params.p[n_val]} --canvas {params.p[canvas]}"
         " --objects {params.p[objects_per_image][0]} {params.p[objects_per_image][1]}"
-        " --seed {params.p[seed]} > {log} 2>&1"
+        " --seed {params.p[seed]} > {log:q} 2>&1"
 
 
 onstart:

@@ -31,8 +31,8 @@ rule evaluate:
         mem_mb=resources_of("evaluate")["mem_mb"],
         runtime=resources_of("evaluate")["runtime"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m mokd {params.command} --checkpoint {params.checkpoint}"
-        " --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m mokd {params.command} --checkpoint {params.checkpoint:q}"
+        " --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 for _group, _members in M.evaluation_groups.items():
@@ -60,7 +60,7 @@ for _group, _members in M.evaluation_groups.items():
             mem_mb=resources_of("evaluate")["mem_mb"],
             runtime=resources_of("evaluate")["runtime"] * len(_members),
         shell:
-            "OMP_NUM_THREADS={threads} python -m mokd evaluate --plan {params.plan:q} > {log} 2>&1"
+            "OMP_NUM_THREADS={threads} python -m mokd evaluate --plan {params.plan:q} > {log:q} 2>&1"
 
     # A pair (its two teachers come from one pre-training, so they are always new together): one job
     # per pair and seed for both teachers. Its files name the pair's models, hence a rule per pair.
@@ -86,4 +86,4 @@ for _group, _members in M.evaluation_groups.items():
                 mem_mb=resources_of("evaluate")["mem_mb"],
                 runtime=resources_of("evaluate")["runtime"] * len(_members) * len(M.run_roles(_exp)),
             shell:
-                "OMP_NUM_THREADS={threads} python -m mokd evaluate --plan {params.plan:q} > {log} 2>&1"
+                "OMP_NUM_THREADS={threads} python -m mokd evaluate --plan {params.plan:q} > {log:q} 2>&1"

@@ -60,8 +60,8 @@ rule pretrain:
         **PRETRAIN_RESOURCES,
         mokd_launch=workflow_launch_args(config["launch"], resources_of("pretrain")),
     shell:
-        "OMP_NUM_THREADS={threads} python -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir}"
-        " --export-dir {output} --restart-on-config-change {resources.mokd_launch} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m mokd pretrain --settings {params.cfg:q} --out {params.run_dir:q}"
+        " --export-dir {output:q} --restart-on-config-change {resources.mokd_launch} > {log:q} 2>&1"
 
 
 # A model's random initialisation (the reference of the CPU scales' tables, scale.random_init_reference):
@@ -80,4 +80,4 @@ rule random_init:
     resources:
         **resources_of("light"),
     shell:
-        "OMP_NUM_THREADS=1 python -m mokd random-init --settings {params.cfg:q} --export-dir {output} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 python -m mokd random-init --settings {params.cfg:q} --export-dir {output:q} > {log:q} 2>&1"

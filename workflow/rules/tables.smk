@@ -23,9 +23,9 @@ rule table:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd table --spec {params.spec:q} --reported {input.reported}"
-        " --out-md {output.md} --out-tex {output.tex} --out-tex-vs-paper {output.tex_vs_paper}"
-        " --out-html {output.html} > {log} 2>&1"
+        "python -m mokd table --spec {params.spec:q} --reported {input.reported:q}"
+        " --out-md {output.md:q} --out-tex {output.tex:q} --out-tex-vs-paper {output.tex_vs_paper:q}"
+        " --out-html {output.html:q} > {log:q} 2>&1"
 
 
 rule cost:
@@ -34,8 +34,8 @@ rule cost:
     output:
         cost_metrics(),
     params:
-        summaries=lambda w, input: " ".join(f"{d}/summary.json" for d in input),
-        labels=" ".join(config["tables"]["s3"]["dino"] + [config["tables"]["s3"]["mokd"]]),
+        summaries=lambda w, input: [f"{d}/summary.json" for d in input],
+        labels=config["tables"]["s3"]["dino"] + [config["tables"]["s3"]["mokd"]],
         settings=as_json(cost_settings()),
     log:
         f"{R}/logs/eval/cost.log",
@@ -44,8 +44,8 @@ rule cost:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd cost --settings {params.settings:q} --out {output}"
-        " --summaries {params.summaries} --labels {params.labels} > {log} 2>&1"
+        "python -m mokd cost --settings {params.settings:q} --out {output:q}"
+        " --summaries {params.summaries:q} --labels {params.labels:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -60,7 +60,7 @@ rule figure:
         pdf=report(f"{R}/figures/{{fig}}.pdf", **figure_item("PDF")),
     params:
         kind=lambda w: figure_kind(w.fig),
-        checkpoints=lambda w: " ".join(teacher(m[0], m[1], M.first_seed) for m in figure_members(w.fig)),
+        checkpoints=lambda w: [teacher(m[0], m[1], M.first_seed) for m in figure_members(w.fig)],
         settings=lambda w: as_json(shown_figure_settings(w.fig)),
     log:
         f"{R}/logs/figures/{{fig}}.log",
@@ -73,7 +73,7 @@ rule figure:
         runtime=resources_of("evaluate")["runtime"],
     shell:
         "OMP_NUM_THREADS={threads} python -m mokd {params.kind} --settings {params.settings:q}"
-        " --out {output.json} --checkpoints {params.checkpoints} > {log} 2>&1"
+        " --out {output.json:q} --checkpoints {params.checkpoints:q} > {log:q} 2>&1"
 
 
 rule pretrain_curves:
@@ -92,7 +92,7 @@ rule pretrain_curves:
     resources:
         **resources_of("light"),
     shell:
-        "python -m mokd curves --settings {params.settings:q} --out {output.json} > {log} 2>&1"
+        "python -m mokd curves --settings {params.settings:q} --out {output.json:q} > {log:q} 2>&1"
 
 
 # One named target per registered table and figure (`snakemake table_t1`, `snakemake figure_f4`):
