@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
+# A .venv whose creation was interrupted (Ctrl-C while `python -m venv` installs pip) has no working
+# pip, and pip could not install into it: build it again.
+if [ -e .venv ] && ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  echo "[setup] .venv is incomplete (an interrupted set-up?): building it again"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
@@ -22,8 +28,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     exit 1
   fi
   echo "[setup] installing requirements.txt into .venv (first time: about 2 minutes)"
-  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
-  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
 fi
 
