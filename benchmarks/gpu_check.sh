@@ -6,6 +6,9 @@
 #   data_pil      the multi-crop pipeline on the CPU (torchvision PIL transforms): one worker, and a
 #                 DataLoader with W workers, against the images/s the pair step consumes
 #   data_batched  the same with `crops.pipeline: batched` (the loader decodes, the GPU augments)
+#   syncbn        SyncBatchNorm as the pre-training converts it: 2 processes on half a batch each against
+#                 1 process on the whole batch (outputs, running statistics, gradients; syncbn_check.py;
+#                 not in --cpu-smoke: torch's SyncBatchNorm runs on GPUs only)
 #   pretrain      a real `python -m mokd pretrain` of the pair on a synthetic 224-px ImageFolder: an
 #                 uninterrupted run against one stopped (--stop-after) and resumed, checkpoints compared
 #   compile       the step benchmark again with `compile: true` (cold compile included; last, as the
@@ -26,7 +29,7 @@ OUT_DIR=""
 for arg in "$@"; do
     case "$arg" in
         --cpu-smoke) SMOKE=1 ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "gpu_check: unknown option $arg (see --help)" >&2; exit 2 ;;
         *) OUT_DIR="$arg" ;;
     esac
@@ -107,6 +110,9 @@ for pipeline in pil batched; do
         --warmup 1 --steps 1 --data-images "$DATA_IMAGES" --pipeline "$pipeline" --loader-workers "$WORKERS" \
         --loader-batches "$LOADER_BATCHES" --out "$OUT_DIR/data_$pipeline.json"
 done
+if [ "$SMOKE" = 0 ]; then
+    stage syncbn "$(stage_time 90)" "$PY" benchmarks/syncbn_check.py --out "$OUT_DIR/syncbn.json"
+fi
 T=$(stage_time $CAP_PRETRAIN)
 stage pretrain "$T" "$PY" benchmarks/gpu_check.py pretrain-check "$OUT_DIR" "${SMOKE_FLAG[@]}" --deadline-s $(( T - 10 ))
 stage compile "$(stage_time $CAP_COMPILE)" "${BENCH[@]}" --variants current,compile "${STEPS[@]}" --no-memory \

@@ -56,7 +56,8 @@ class ModelState:
     scaler: torch.amp.GradScaler
     objective: ModelObjective
     momentum: np.ndarray  # per iteration: EMA momentum of the teacher
-    teacher_temp: np.ndarray  # per iteration
+    teacher_temp: np.ndarray  # per iteration: the model's own terms (L_sm, L_st)
+    cross_teacher_temp: np.ndarray  # per iteration: its cross terms (L_cm, L_ct)
     clip_grad: float
     freeze_iters: int  # the prototype layers get no update before this iteration
     last_layer_params: list[nn.Parameter] = field(default_factory=list)
@@ -86,13 +87,33 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def use_sync_batchnorm(cfg: dict[str, Any], device: torch.device, dist: DistInfo) -> bool:
+    """SyncBatchNorm where the authors use it: several CUDA processes (torch's runs on GPUs only); a CPU
+    or single-process run keeps plain BatchNorm, which computes the same statistics there."""
+    return bool(cfg["sync_batchnorm"]) and dist.world_size > 1 and device.type == "cuda"
+
+
+def convert_sync_batchnorm(slot: ModelSlot) -> int:
+    """Convert every BatchNorm of the slot's student and teacher to SyncBatchNorm (same parameters and
+    statistics, batch statistics all-reduced across processes); returns how many were converted."""
+    count = 0
+    for name in ("student", "teacher"):
+        net = getattr(slot, name)
+        count += sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+        setattr(slot, name, nn.SyncBatchNorm.convert_sync_batchnorm(net))
+    return count
+
+
 def build_model_state(
     mcfg: dict[str, Any], cfg: dict[str, Any], terms: ActiveTerms, device: torch.device, dist: DistInfo,
     iters_per_epoch: int, precision: str,
 ) -> ModelState:
-    """One model of a run: networks, optimizers (a CNN's T-Head may have its own), objective, schedules."""
+    """One model of a run: networks, its optimizer (the T-Head may be a group with its own schedules),
+    objective, schedules."""
     epochs, total = cfg["epochs"], cfg["epochs"] * iters_per_epoch
     slot = ModelSlot(mcfg["name"], mcfg, cfg, with_t_head=terms.t_head).to(device)
+    if use_sync_batchnorm(cfg, device, dist):
+        convert_sync_batchnorm(slot)
     if device.type == "cuda" and cfg["channels_last"] and slot.student.backbone.kind == "cnn":
         slot.to(memory_format=torch.channels_last)
     student: nn.Module = slot.student
@@ -100,23 +121,22 @@ def build_model_state(
         student = DistributedDataParallel(student, device_ids=[dist.local_rank] if device.type == "cuda" else None)
     if cfg["compile"]:
         student = torch.compile(student)
-    named = list(slot.student.named_parameters())
-    t_head_cfg = mcfg["t_head_optimizer"]
-    separate = t_head_cfg is not None and slot.student.t_head is not None
-    main = [(n, p) for n, p in named if not (separate and n.startswith("t_head."))]
-    opts = [scheduled_optimizer(main, mcfg["optimizer"], cfg["batch_size"], epochs, iters_per_epoch)]
-    if separate:
-        t_params = [(n, p) for n, p in named if n.startswith("t_head.")]
-        opts.append(scheduled_optimizer(t_params, t_head_cfg, cfg["batch_size"], epochs, iters_per_epoch))
-    lcfg, tt, mt = cfg["losses"], mcfg["teacher_temp"], mcfg["momentum_teacher"]
+    t_head_group = mcfg["t_head_group"] if slot.student.t_head is not None else None
+    optimizer = scheduled_optimizer(
+        list(slot.student.named_parameters()), mcfg["optimizer"], cfg["batch_size"], epochs, iters_per_epoch, t_head_group
+    )
+    lcfg, mt = cfg["losses"], mcfg["momentum_teacher"]
+    tt = mcfg["teacher_temp"]
+    ct = mcfg["cross_teacher_temp"] or tt
     return ModelState(
         slot=slot,
         student=student,
-        optimizers=opts,
+        optimizers=[optimizer],
         scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
         objective=ModelObjective(terms, cfg["out_dim"], lcfg["student_temp"], lcfg["center_momentum"], mcfg["lambda"]).to(device),
         momentum=cosine_schedule(mt["start"], mt["end"], epochs, iters_per_epoch),
         teacher_temp=teacher_temperature(tt["start"], tt["end"], tt, epochs, iters_per_epoch),
+        cross_teacher_temp=teacher_temperature(ct["start"], ct["end"], ct, epochs, iters_per_epoch),
         clip_grad=mcfg["clip_grad"],
         freeze_iters=duration_iters(mcfg, "freeze_last_layer", iters_per_epoch, total, whole_epochs=True),
         last_layer_params=[p for m in slot.student.last_layers() for p in m.parameters() if p.requires_grad],
@@ -176,13 +196,17 @@ class Trainer:
         """Student i on every crop, and its loss terms against its own and the other model's teacher."""
         model = self.models[i]
         other = self.models[1 - i] if len(self.models) == 2 else None
-        temp = float(model.teacher_temp[self.step])
+        temp, cross_temp = float(model.teacher_temp[self.step]), float(model.cross_teacher_temp[self.step])
         with self._autocast():
             student = model.student(crops, with_query=self.terms.search)
             terms = model.objective(
-                student, teachers[i], teachers[1 - i] if other else None, other.slot.teacher.t_head if other else None, temp
+                student, teachers[i], teachers[1 - i] if other else None, other.slot.teacher.t_head if other else None,
+                temp, cross_temp,
             )
-        return terms, model.objective.monitor(teachers[i], temp)
+        stats = model.objective.monitor(teachers[i], temp)
+        if other is not None:
+            stats["cross_teacher_temp"] = cross_temp
+        return terms, stats
 
     def compute_losses(self, crops: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """Every model's loss terms for one batch, without a step (for inspection and tests)."""

@@ -86,9 +86,15 @@ class ModelObjective(nn.Module):
         other: ViewOutputs | None,
         other_head: THead | None,
         teacher_temp: float,
+        cross_teacher_temp: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The terms that are on, from the student's outputs on every crop and the teachers' on the globals."""
+        """The terms that are on, from the student's outputs on every crop and the teachers' on the globals.
+
+        `teacher_temp` sharpens the model's own teachers (L_sm, L_st), `cross_teacher_temp` (default: the
+        same) the other model's (L_cm, L_ct): the authors warm them up over different lengths for a CNN.
+        """
         a = self.active
+        cross_temp = teacher_temp if cross_teacher_temp is None else cross_teacher_temp
         batch = own.mlp.shape[0] // 2
         n_views = student.mlp.shape[0] // batch
         # Each head's log-probabilities once, shared by its terms (L_sm and L_cm; L_st and L_ct).
@@ -100,10 +106,10 @@ class ModelObjective(nn.Module):
         if a.st:
             terms["st"] = self.st(thead_lp, own.thead, teacher_temp, n_views)
         if a.cm:
-            terms["cm"] = self.cm(mlp_lp, other.mlp, teacher_temp, n_views)  # type: ignore[union-attr]
+            terms["cm"] = self.cm(mlp_lp, other.mlp, cross_temp, n_views)  # type: ignore[union-attr]
         if a.ct:
             searched = searched_targets(student, other, other_head, a.search, batch)  # type: ignore[arg-type]
-            terms["ct"] = search_loss(searched, thead_lp[2 * batch :], teacher_temp)  # type: ignore[index]
+            terms["ct"] = search_loss(searched, thead_lp[2 * batch :], cross_temp)  # type: ignore[index]
         return terms
 
     def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -23,24 +23,22 @@ def cosine_schedule(
     warmup_start: float = 0.0,
     warmup_iters: int | None = None,
 ) -> np.ndarray:
-    """Linear warm-up from `warmup_start` to `base`, then cosine from `base` to `final`.
+    """Linear warm-up from `warmup_start` to `base`, then cosine from `base` towards `final`: DINO's
+    arithmetic, which the authors' code uses for lr, weight decay and teacher momentum.
 
-    The warm-up lasts `warmup_iters` iterations when given, else `warmup_epochs` epochs. Returns
-    `epochs * iters_per_epoch` values; the last one equals `final` exactly.
+    The warm-up lasts `warmup_iters` iterations when given, else `warmup_epochs` epochs; its n values
+    are `linspace(warmup_start, base, n)`, the last one `base` itself. The cosine over the remaining R
+    iterations takes `final + (base - final) * (1 + cos(pi * i / R)) / 2` for i = 0 .. R-1: it starts at
+    `base` and stops one step short of `final`. Returns `epochs * iters_per_epoch` values.
     """
     total = epochs * iters_per_epoch
     if warmup_iters is None:
         warmup_iters = int(round(warmup_epochs * iters_per_epoch))
     warmup_iters = min(warmup_iters, total)
-    warmup = np.linspace(warmup_start, base, warmup_iters, endpoint=False) if warmup_iters else np.array([])
+    warmup = np.linspace(warmup_start, base, warmup_iters) if warmup_iters else np.array([])
     rest = total - warmup_iters
-    if rest <= 0:
-        return warmup[:total]
     steps = np.arange(rest)
-    denom = max(rest - 1, 1)
-    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * steps / denom))
-    if rest == 1:
-        cosine = np.array([final])
+    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * steps / max(rest, 1)))
     return np.concatenate([warmup, cosine])
 
 

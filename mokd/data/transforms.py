@@ -168,13 +168,22 @@ def eval_transform(
     )
 
 
+INTERPOLATIONS = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+
+
 def train_classification_transform(
     size: int,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    interpolation: str = "bicubic",
 ) -> T.Compose:
-    """Training transform for linear probing / fine-tuning: RandomResizedCrop (bicubic) and flip."""
+    """Training transform for linear probing / fine-tuning: RandomResizedCrop and flip.
+
+    `interpolation` of the crop: bicubic (fine-tuning), or bilinear (torchvision's default, the
+    authors' linear probe)."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
     return T.Compose(
-        [ToRGB(), T.RandomResizedCrop(size, interpolation=_BICUBIC), T.RandomHorizontalFlip()]
+        [ToRGB(), T.RandomResizedCrop(size, interpolation=INTERPOLATIONS[interpolation]), T.RandomHorizontalFlip()]
         + _normalize(mean, std)
     )

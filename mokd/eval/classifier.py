@@ -1,9 +1,12 @@
 """The supervised training loop shared by the linear probe and fine-tuning.
 
-SGD with momentum, a per-iteration schedule (linear warm-up from 0, then cosine to 0), cross-entropy,
-and a resume checkpoint written atomically after every epoch. Shuffling and the random augmentations
-of epoch e are seeded from (seed, e), so an interrupted run resumed from its checkpoint ends with the
-same weights as an uninterrupted one.
+SGD with momentum, an lr schedule (linear warm-up from 0, then cosine to 0, with DINO's arithmetic:
+mokd/schedules.py) changed every iteration or once per epoch (`schedule_unit`; the authors' linear
+probe steps torch's CosineAnnealingLR once per epoch), cross-entropy, optional evaluations after every
+`evaluate_every` epochs (the authors' linear probe reports the best of them), and a resume checkpoint
+written atomically after every epoch with those evaluations. Shuffling and the random augmentations of
+epoch e are seeded from (seed, e), so an interrupted run resumed from its checkpoint ends with the same
+weights and evaluations as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +49,16 @@ class SGDConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
+    schedule_unit: str = "iteration"  # or "epoch": one lr per epoch (torch's CosineAnnealingLR stepped per epoch)
+
+
+def lr_schedule(cfg: SGDConfig, iters_per_epoch: int) -> np.ndarray:
+    """The lr of every iteration: warm-up then cosine to 0, per iteration or constant within each epoch."""
+    if cfg.schedule_unit == "epoch":
+        return np.repeat(cosine_schedule(cfg.lr, 0.0, cfg.epochs, 1, cfg.warmup_epochs), iters_per_epoch)
+    if cfg.schedule_unit != "iteration":
+        raise ValueError(f"schedule_unit must be 'iteration' or 'epoch', got {cfg.schedule_unit!r}")
+    return cosine_schedule(cfg.lr, 0.0, cfg.epochs, iters_per_epoch, cfg.warmup_epochs)
 
 
 def scaled_lr(base_lr: float, batch_size: int) -> float:
@@ -116,22 +130,32 @@ def _iters_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else math.ceil(n / batch_size)
 
 
-def _load_resume(path: Path | None, key: str, state_module: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Epochs already done according to a matching resume checkpoint (0 when there is none)."""
+def _load_resume(
+    path: Path | None, key: str, state_module: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict[str, Any]]]:
+    """Epochs already done and the evaluations made, from a matching resume checkpoint (0, [] when none)."""
     if path is None or not path.is_file():
-        return 0
+        return 0, []
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a torn or corrupt file: start over rather than trust it
         print(f"resume checkpoint {path} unreadable ({type(exc).__name__}); starting over", file=sys.stderr)
-        return 0
+        return 0, []
     if not isinstance(blob, dict) or blob.get("key") != key:
         print(f"resume checkpoint {path} is for other settings; starting over", file=sys.stderr)
-        return 0
+        return 0, []
     state_module.load_state_dict(blob["state"])
     optimizer.load_state_dict(blob["optimizer"])
     print(f"resuming from {path} after epoch {blob['epoch']}", file=sys.stderr)
-    return int(blob["epoch"])
+    return int(blob["epoch"]), list(blob.get("evaluations", []))
+
+
+@dataclass
+class TrainingRun:
+    """What `train_classifier` did: epochs done, and each evaluation as {"epoch": e, **metrics}."""
+
+    epochs_done: int
+    evaluations: list[dict[str, Any]]
 
 
 def train_classifier(
@@ -146,12 +170,16 @@ def train_classifier(
     stop_after_epoch: int | None = None,
     num_workers: int = 0,
     desc: str = "train",
-) -> int:
-    """Train `model` (images or features -> logits) on `dataset` with SGD + warm-up/cosine; returns epochs done.
+    evaluator: Callable[[], dict[str, float]] | None = None,
+    evaluate_every: int = 0,
+) -> TrainingRun:
+    """Train `model` (images or features -> logits) on `dataset` with SGD + warm-up/cosine.
 
-    The resume checkpoint at `ckpt_path` holds `state_module` (default: `model`; the linear probe saves
-    just its head) and the optimizer; it is used only if its `ckpt_key` matches. `stop_after_epoch`
-    ends the call early (tests, time-limited jobs); a later call resumes.
+    With `evaluator` and `evaluate_every` k > 0, the model is evaluated after epochs 1, k+1, 2k+1, ...
+    and after the last (the authors' `epoch % val_freq == 0 or last`, epochs counted from 0). The resume
+    checkpoint at `ckpt_path` holds `state_module` (default: `model`; the linear probe saves just its
+    head), the optimizer and the evaluations; it is used only if its `ckpt_key` matches.
+    `stop_after_epoch` ends the call early (tests, time-limited jobs); a later call resumes.
     """
     from mokd.checkpoint import atomic_save
 
@@ -159,25 +187,28 @@ def train_classifier(
     model.to(device)
     state_module = model if state_module is None else state_module
     ckpt = Path(ckpt_path) if ckpt_path is not None else None
-    key = f"{ckpt_key}|{sorted(asdict(cfg).items())}"
+    key = f"{ckpt_key}|{sorted(asdict(cfg).items())}|evaluate_every={evaluate_every if evaluator else 0}"
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     drop_last = len(dataset) > cfg.batch_size  # never an empty epoch
     iters = _iters_per_epoch(len(dataset), cfg.batch_size, drop_last)
-    schedule = cosine_schedule(cfg.lr, 0.0, cfg.epochs, iters, cfg.warmup_epochs)
-    done = _load_resume(ckpt, key, state_module, optimizer)
+    schedule = lr_schedule(cfg, iters)
+    done, evaluations = _load_resume(ckpt, key, state_module, optimizer)
     for epoch in range(done, cfg.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
         _train_epoch(model, dataset, cfg, optimizer, schedule[epoch * iters : (epoch + 1) * iters], epoch, device,
                      num_workers, drop_last, desc)
         done = epoch + 1
+        if evaluator is not None and evaluate_every > 0 and (epoch % evaluate_every == 0 or done == cfg.epochs):
+            evaluations.append({"epoch": done, **evaluator()})
         if ckpt is not None:
             atomic_save(
-                {"key": key, "epoch": done, "state": state_module.state_dict(), "optimizer": optimizer.state_dict()},
+                {"key": key, "epoch": done, "state": state_module.state_dict(), "optimizer": optimizer.state_dict(),
+                 "evaluations": evaluations},
                 ckpt,
             )
-    return done
+    return TrainingRun(done, evaluations)
 
 
 def _train_epoch(

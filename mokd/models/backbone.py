@@ -16,6 +16,7 @@ from torch import nn
 
 from mokd.config import validate
 from mokd.models.attention import attention_probs
+from mokd.models.pos_embed import install_pos_embed
 
 CNN_FAMILIES = ("resnet", "efficientnet", "mobilenetv3", "tinynet")
 VIT_FAMILIES = ("vit",)
@@ -35,13 +36,14 @@ class BackboneSpec:
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     stem_stride: int | None = None
     drop_path: float = 0.0
+    pos_embed_interpolation: str = "dino"
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "BackboneSpec":
         """From a config mapping, checked against mokd/schemas/backbone.yaml (defaults filled in)."""
         cfg = validate(dict(cfg), "backbone", label="backbone config key")
         return cls(arch=cfg["arch"], timm_kwargs=dict(cfg["timm_kwargs"]), stem_stride=cfg["stem_stride"],
-                   drop_path=float(cfg["drop_path"]))
+                   drop_path=float(cfg["drop_path"]), pos_embed_interpolation=cfg["pos_embed_interpolation"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class BackboneSpec:
             "timm_kwargs": dict(self.timm_kwargs),
             "stem_stride": self.stem_stride,
             "drop_path": self.drop_path,
+            "pos_embed_interpolation": self.pos_embed_interpolation,
         }
 
     @property
@@ -103,6 +106,8 @@ class Backbone(nn.Module):
         if self.kind == "vit":
             kwargs.setdefault("dynamic_img_size", True)  # global and local crops of other sizes
         self.net = timm.create_model(spec.arch, pretrained=False, **kwargs)
+        if self.kind == "vit":
+            install_pos_embed(self.net, spec.pos_embed_interpolation)
         if spec.stem_stride is not None:
             if self.kind != "cnn":
                 raise ValueError(f"stem_stride applies to CNNs only, not {spec.arch!r}")

@@ -12,6 +12,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from mokd.models.attention import attention_probs
+from mokd.models.pos_embed import interpolate_grid
 
 
 INITS = ("dino", "fan_in")
@@ -110,11 +111,14 @@ class THead(nn.Module):
         num_heads: int = 6,
         mlp_ratio: float = 4.0,
         base_grid: int = 7,
-        norm_last_layer: bool = True,
+        norm_last_layer: bool = False,
+        pos_embed_interpolation: str = "dino",
     ) -> None:
         super().__init__()
         self._config = dict(dim=dim, out_dim=out_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                            base_grid=base_grid, norm_last_layer=norm_last_layer)
+                            base_grid=base_grid, norm_last_layer=norm_last_layer,
+                            pos_embed_interpolation=pos_embed_interpolation)
+        self.pos_embed_interpolation = pos_embed_interpolation
         self.dim = dim
         self.proj = nn.Identity() if token_dim == dim else nn.Linear(token_dim, dim)
         self.base_grid = base_grid
@@ -152,13 +156,8 @@ class THead(nn.Module):
         return dict(self._config)
 
     def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
-        """Learned positional embeddings, bicubically interpolated to a (h, w) token grid."""
-        h, w = grid
-        if (h, w) == (self.base_grid, self.base_grid):
-            return self.pos_embed
-        pe = self.pos_embed.reshape(1, self.base_grid, self.base_grid, self.dim).permute(0, 3, 1, 2)
-        pe = F.interpolate(pe, size=(h, w), mode="bicubic", align_corners=False)
-        return pe.permute(0, 2, 3, 1).reshape(1, h * w, self.dim)
+        """Learned positional embeddings for a (h, w) token grid (mokd/models/pos_embed.py)."""
+        return interpolate_grid(self.pos_embed, (self.base_grid, self.base_grid), grid, self.pos_embed_interpolation)
 
     def embed_tokens(self, projected: torch.Tensor, grid: tuple[int, int], query: torch.Tensor | None) -> torch.Tensor:
         """Positional embeddings added, query (B, dim) prepended when given: the blocks' input."""

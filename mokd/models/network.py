@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ def build_network(model_cfg: dict[str, Any], run_cfg: dict[str, Any], with_t_hea
     """Build a student (or teacher: no drop-path) network from a validated pretrain config."""
     spec = BackboneSpec.from_config(model_cfg["backbone"])
     if teacher:
-        spec = BackboneSpec(spec.arch, spec.timm_kwargs, spec.stem_stride, drop_path=0.0)
+        spec = dataclasses.replace(spec, drop_path=0.0)
     backbone = Backbone(spec)
     head_cfg = model_cfg["mlp_head"]
     mlp_head = MLPHead(
@@ -106,7 +107,8 @@ def build_network(model_cfg: dict[str, Any], run_cfg: dict[str, Any], with_t_hea
             num_heads=t_cfg["num_heads"],
             mlp_ratio=t_cfg["mlp_ratio"],
             base_grid=global_grid(backbone, run_cfg["crops"]["global_size"]),
-            norm_last_layer=head_cfg["norm_last_layer"],
+            norm_last_layer=t_cfg["norm_last_layer"],
+            pos_embed_interpolation=t_cfg["pos_embed_interpolation"],
         )
     return Network(backbone, mlp_head, t_head)
 

@@ -57,6 +57,25 @@ def seeds_note(m: Matrix) -> str:
     return f"Each cell: mean ± std (n) over seeds {', '.join(map(str, m.seeds))} (one pre-training and evaluation per seed)."
 
 
+def protocol_notes(m: Matrix, rows: list[dict[str, Any]]) -> list[str]:
+    """What a linear-probe cell reports (its protocol's `report` setting), once per such protocol."""
+    protocols = sorted({parsed[3] for path in cell_files(rows) if (parsed := m.parse_metrics(path)) is not None})
+    notes = []
+    for name in protocols:
+        if name not in m.protocols or m.protocols[name]["command"] != "linear":
+            continue
+        s = protocol_settings(m, name)
+        report = s.get("report", "best")
+        every = s.get("val_every", 5)
+        if report == "best":
+            notes.append(f"Linear probe ({name}): the best val top-1 of the evaluations every {every} epochs, as the "
+                         "authors' eval_linear.py reports it (the last epoch's is top1_last in each metrics file).")
+        else:
+            notes.append(f"Linear probe ({name}): the last epoch's val top-1 (the best of the evaluations every "
+                         f"{every} epochs is top1_best in each metrics file).")
+    return notes
+
+
 def table_spec(m: Matrix, table: str, code_version: str) -> dict[str, Any]:
     """The full spec of a registered table, its rows from the config's `tables.<table>` entry."""
     entry = TABLES[table]
@@ -69,7 +88,7 @@ def table_spec(m: Matrix, table: str, code_version: str) -> dict[str, Any]:
         "columns": [{"key": k, "label": label} for k, label in body.columns],
         "derived": [{"key": k, "label": label, "minus": list(minus)} for k, label, minus in body.derived],
         "rows": body.rows,
-        "notes": [seeds_note(m), *body.notes],
+        "notes": [seeds_note(m), *body.notes, *protocol_notes(m, body.rows)],
         "decimals": body.decimals,
         "footer": {"config_hash": table_config_hash(m, body.rows), "code_version": code_version},
     }

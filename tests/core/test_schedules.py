@@ -1,6 +1,8 @@
-"""Per-iteration schedules: warm-up ends where it should, cosine ends at its final value, durations in any unit."""
+"""Per-iteration schedules: the authors' (DINO's) arithmetic by hand, durations in any unit."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -11,15 +13,26 @@ from mokd.schedules import cosine_schedule, duration_iters, teacher_temperature,
 
 
 def test_cosine_with_warmup() -> None:
+    """The authors' cosine_scheduler (DINO's arithmetic), by hand: warm-up linspace with its endpoint,
+    then the cosine over the R remaining iterations with step i / R (it stops one step short of final)."""
     sched = cosine_schedule(base=1.0, final=0.01, epochs=10, iters_per_epoch=5, warmup_epochs=2, warmup_start=0.0)
     assert len(sched) == 50
     assert sched[0] == 0.0
-    assert sched[9] == pytest.approx(0.9)  # linear: 9/10 of the way after 9 of 10 warm-up steps
-    assert sched[10] == pytest.approx(1.0)  # warm-up ends at the base value
-    assert sched[-1] == pytest.approx(0.01)  # cosine ends exactly at the final value
+    assert sched[1] == pytest.approx(1 / 9)  # 10 warm-up values from 0 to 1 inclusive: steps of 1/9
+    assert sched[9] == pytest.approx(1.0)  # the warm-up's last value is the base value
+    cosine = lambda i: 0.01 + 0.5 * (1.0 - 0.01) * (1 + math.cos(math.pi * i / 40))  # noqa: E731
+    assert sched[10] == pytest.approx(1.0) and sched[10] == pytest.approx(cosine(0))
+    assert sched[30] == pytest.approx(cosine(20)) == pytest.approx((1.0 + 0.01) / 2)
+    assert sched[49] == pytest.approx(cosine(39))
+    assert sched[49] == pytest.approx(0.011526, abs=1e-6) and sched[49] > 0.01  # one step short of the final value
     assert np.all(np.diff(sched[10:]) <= 1e-12)  # monotone decay after warm-up
-    mid = 10 + (40 - 1) / 2
-    assert np.interp(mid, np.arange(50), sched) == pytest.approx((1.0 + 0.01) / 2, rel=1e-3)
+
+
+def test_short_run_lr_at_step_one() -> None:
+    """At a short run's first steps the arithmetic matters: 4 warm-up iterations give base/3 at step 1
+    (the endpoint-excluding warm-up gave base/4)."""
+    lr = cosine_schedule(base=0.3, final=0.0, epochs=2, iters_per_epoch=10, warmup_iters=4)
+    assert lr[:4] == pytest.approx([0.0, 0.1, 0.2, 0.3])
 
 
 def test_teacher_temperature_warmup() -> None:
@@ -30,9 +43,12 @@ def test_teacher_temperature_warmup() -> None:
     assert np.all(temps[29:] == pytest.approx(0.07))
 
 
-def test_ema_momentum_schedule_reaches_one() -> None:
+def test_ema_momentum_schedule() -> None:
+    """Teacher momentum 0.996 -> 1 without warm-up, as the authors' momentum_schedule: 12 iterations."""
     m = cosine_schedule(0.996, 1.0, epochs=3, iters_per_epoch=4)
-    assert m[0] == pytest.approx(0.996) and m[-1] == pytest.approx(1.0)
+    assert m[0] == pytest.approx(0.996)
+    assert m[6] == pytest.approx(0.998)  # half-way: cos(pi / 2) = 0
+    assert m[-1] == pytest.approx(1.0 - 0.002 * (1 + math.cos(math.pi * 11 / 12)))
 
 
 def test_durations_in_epochs_iterations_or_fractions() -> None:
@@ -47,7 +63,7 @@ def test_durations_in_epochs_iterations_or_fractions() -> None:
 
 def test_lr_warmup_in_iterations() -> None:
     lr = cosine_schedule(base=1.0, final=0.0, epochs=10, iters_per_epoch=20, warmup_iters=7)
-    assert lr[6] == pytest.approx(6 / 7) and lr[7] == pytest.approx(1.0)
+    assert lr[1] == pytest.approx(1 / 6) and lr[6] == pytest.approx(1.0) and lr[7] == pytest.approx(1.0)
     assert np.array_equal(lr, cosine_schedule(1.0, 0.0, 10, 20, warmup_epochs=0.35))  # the same 7 iterations
 
 

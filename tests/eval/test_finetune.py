@@ -74,7 +74,8 @@ def test_finetuning_beats_its_starting_point(fashion_root: Path) -> None:
     torch.manual_seed(0)
     model = FeatureClassifier(build_backbone(TINY_CNN), linear_head(64, 10), frozen=False)
     before = evaluate(model, val, batch_size=100)["top1"]
-    train_classifier(model, train, SGDConfig(epochs=3, batch_size=10, lr=0.03, warmup_epochs=1, weight_decay=1e-4))
+    # lr 0.01: 0.03 sits at the edge of stability for this tiny net (seeds 0, 1: +14, +20 with DINO's schedule)
+    train_classifier(model, train, SGDConfig(epochs=3, batch_size=10, lr=0.01, warmup_epochs=1, weight_decay=1e-4))
     after = evaluate(model, val, batch_size=100)["top1"]
     assert after >= before + 15.0, (before, after)
 

@@ -14,8 +14,8 @@ from torch.utils.data import TensorDataset
 from mokd.checkpoint import export_teacher
 from mokd.cli import main
 from mokd.config import ConfigError
-from mokd.eval.classifier import SGDConfig, evaluate, linear_head, scaled_lr, train_classifier
-from mokd.eval.linear import DEFAULTS, base_lr_for, ckpt_path_for, linear_probe
+from mokd.eval.classifier import SGDConfig, evaluate, linear_head, lr_schedule, scaled_lr, train_classifier
+from mokd.eval.linear import DEFAULTS, base_lr_for, ckpt_path_for, linear_probe, reported
 from mokd.models.backbone import build_backbone
 
 TINY_CNN = {"arch": "resnet18", "timm_kwargs": {"channels": [8, 16, 32, 64]}}
@@ -48,7 +48,64 @@ def test_head_init_and_lr_rules() -> None:
     assert base_lr_for({"cnn": 0.08, "vit": 0.008}, "vit") == 0.008 and base_lr_for(0.1, "cnn") == 0.1
     with pytest.raises(ConfigError, match="'lr'.*vit"):
         base_lr_for({"cnn": 0.08}, "vit")
-    assert DEFAULTS["batch_size"] == 2048 and DEFAULTS["epochs"] == 100 and DEFAULTS["warmup_epochs"] == 10
+    assert DEFAULTS["batch_size"] == 2048 and DEFAULTS["epochs"] == 100 and DEFAULTS["warmup_epochs"] == 0
+
+
+def test_effective_lr_is_the_authors() -> None:
+    """Their README: eval_linear.py --lr 0.01 (ResNet) / 0.001 (ViT) per 256 images at 8 x 256 = 2048,
+    which is the supplementary's 0.08 / 0.008 (the rates at batch 2048), not 8 times them."""
+    for kind, effective in (("cnn", 0.08), ("vit", 0.008)):
+        assert scaled_lr(base_lr_for(DEFAULTS["lr"], kind), DEFAULTS["batch_size"]) == pytest.approx(effective)
+    from mokd.config import load_yaml
+
+    for name in ("linear", "linear_100"):
+        s = load_yaml("config/paper.yaml")["protocols"][name]["settings"]
+        assert {k: s[k] for k in ("warmup_epochs", "schedule_unit", "train_interpolation", "val_every", "report")} == {
+            "warmup_epochs": 0, "schedule_unit": "epoch", "train_interpolation": "bilinear", "val_every": 5, "report": "best"}
+        assert scaled_lr(s["lr"]["cnn"], s["batch_size"]) == pytest.approx(0.08)
+        assert scaled_lr(s["lr"]["vit"], s["batch_size"]) == pytest.approx(0.008)
+
+
+def test_per_epoch_cosine_equals_torchs_cosine_annealing() -> None:
+    """The authors step CosineAnnealingLR(epochs, eta_min=0) once per epoch, with no warm-up."""
+    cfg = SGDConfig(epochs=7, batch_size=8, lr=0.5, schedule_unit="epoch")
+    got = lr_schedule(cfg, iters_per_epoch=3)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5, momentum=0.9)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 7, eta_min=0)
+    want = []
+    for _ in range(7):
+        want += [opt.param_groups[0]["lr"]] * 3
+        opt.step()
+        annealing.step()
+    assert got == pytest.approx(want)
+    per_iteration = lr_schedule(SGDConfig(epochs=7, batch_size=8, lr=0.5), iters_per_epoch=3)
+    assert per_iteration[1] < per_iteration[0] and got[1] == got[0]
+
+
+def test_bilinear_training_crops() -> None:
+    from torchvision.transforms import InterpolationMode
+
+    from mokd.data.transforms import train_classification_transform
+
+    crop = train_classification_transform(32, interpolation="bilinear").transforms[1]
+    assert crop.interpolation == InterpolationMode.BILINEAR
+    assert train_classification_transform(32).transforms[1].interpolation == InterpolationMode.BICUBIC
+
+
+def test_best_and_last_evaluations_are_both_recorded() -> None:
+    """Evaluated after epochs 1, 6, 11 and the last (the authors' `epoch % 5 == 0 or last`, from 0);
+    `best` reports the best of them, `last` the last; both are kept."""
+    torch.manual_seed(0)
+    head = linear_head(16, 4)
+    scores = iter([40.0, 90.0, 70.0, 80.0])
+    run = train_classifier(head, separable(10, 0), SGDConfig(epochs=12, batch_size=8, lr=0.1),
+                           evaluator=lambda: {"top1": next(scores), "top5": 100.0}, evaluate_every=5)
+    assert run.epochs_done == 12 and [e["epoch"] for e in run.evaluations] == [1, 6, 11, 12]
+    best = reported(run.evaluations, "best")
+    assert (best["top1"], best["top1_best"], best["best_epoch"], best["top1_last"]) == (90.0, 90.0, 6, 80.0)
+    assert reported(run.evaluations, "last")["top1"] == 80.0
+    with pytest.raises(ConfigError, match="'report'"):
+        reported(run.evaluations, "mean")
 
 
 def test_separable_features_reach_full_accuracy() -> None:
@@ -57,7 +114,7 @@ def test_separable_features_reach_full_accuracy() -> None:
     train, test = separable(50, seed=0), separable(25, seed=1)
     assert evaluate(head, test)["top1"] < 50.0
     done = train_classifier(head, train, SGDConfig(epochs=15, batch_size=32, lr=0.5, warmup_epochs=2))
-    assert done == 15
+    assert done.epochs_done == 15
     assert evaluate(head, test) == {"top1": 100.0, "top5": 100.0}
 
 
@@ -69,12 +126,17 @@ def test_loop_resume_matches_uninterrupted(tmp_path: Path) -> None:
         return linear_head(16, 4)
 
     whole = fresh()
-    train_classifier(whole, separable(20, 0), cfg)
+    test = separable(5, 1)
+    scores = lambda head: (lambda: evaluate(head, test))  # noqa: E731
+    full = train_classifier(whole, separable(20, 0), cfg, evaluator=scores(whole), evaluate_every=1)
     part = fresh()
     ckpt = tmp_path / "run.ckpt"
-    assert train_classifier(part, separable(20, 0), cfg, ckpt_path=ckpt, stop_after_epoch=1) == 1
+    stopped = train_classifier(part, separable(20, 0), cfg, ckpt_path=ckpt, stop_after_epoch=1, evaluator=scores(part),
+                               evaluate_every=1)
+    assert stopped.epochs_done == 1
     resumed = fresh()  # a new process: only the checkpoint carries the state
-    assert train_classifier(resumed, separable(20, 0), cfg, ckpt_path=ckpt) == 3
+    again = train_classifier(resumed, separable(20, 0), cfg, ckpt_path=ckpt, evaluator=scores(resumed), evaluate_every=1)
+    assert again.epochs_done == 3 and again.evaluations == full.evaluations  # the evaluations before the stop kept
     assert torch.equal(resumed.weight, whole.weight) and torch.equal(resumed.bias, whole.bias)
     # a checkpoint of other settings is not resumed
     other = fresh()
