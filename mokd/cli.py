@@ -16,6 +16,7 @@ not in each command.
     5    training diverged: a loss became NaN or infinite (NonFiniteLossError, DivergedError)
     6    no space left on device while writing (DiskFullError): the previous file is kept
     7    output not writable: read-only or forbidden folder (NotWritableError)
+    8    run folder in use: another process trains in it (RunLockedError, naming it: pid, host, SLURM job)
     130  interrupted (Ctrl-C); a pre-training waiting for its job: 128 + the signal
 """
 
@@ -52,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXPECTED: dict[str, int] = {
     "mokd.atomic.DiskFullError": 6,
     "mokd.atomic.NotWritableError": 7,
+    "mokd.runlock.RunLockedError": 8,
     "mokd.engine.NonFiniteLossError": 5,
     "mokd.eval.classifier.DivergedError": 5,
     "mokd.checkpoint.CheckpointError": 4,

@@ -48,6 +48,8 @@ from typing import Any, Callable
 
 import submitit
 
+from mokd import runlock
+
 LAUNCHERS = ("inprocess", "submitit-local", "slurm")
 ENV_PARTITION = "MOKD_SLURM_PARTITION"  # default partition of `--launcher slurm` (and of the slurm profile)
 ENV_ACCOUNT = "MOKD_SLURM_ACCOUNT"  # default account
@@ -161,8 +163,10 @@ class PretrainJob(submitit.helpers.Checkpointable):
         threads: int | None = None,
         env: dict[str, str | None] | None = None,
         debug: bool = False,
+        wait_for_run: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.wait_for_run = wait_for_run  # another training in `out`: wait for it (else fail, exit code 8)
         self.debug = debug  # expected failures with their traceback in the job's log
         self.env = dict(env or {})  # variables set (a string) or unset (None) in each task
         self.out = str(out)
@@ -218,16 +222,19 @@ class PretrainJob(submitit.helpers.Checkpointable):
         submitit_handler = self._defer_preemption(env.global_rank)
         from mokd.engine import build_trainer
 
-        trainer = build_trainer(self.cfg, self.out, self.export_dir, self.restart_on_config_change)
-        def preempted() -> bool:  # asked between steps: the trainer then saves a checkpoint and returns
-            if self._pending is None:
-                return False
-            print(file=sys.stderr)  # end the progress bar's line
-            log(f"caught {signal.Signals(self._pending).name}: saving a checkpoint at step {trainer.step}")
-            return True
+        # Task 0 holds the run folder's lock while the job trains (mokd/runlock.py).
+        with runlock.training_lock(self.out, getattr(self, "wait_for_run", False), env.global_rank == 0):
+            trainer = build_trainer(self.cfg, self.out, self.export_dir, self.restart_on_config_change)
 
-        self._phase = "training"
-        summary = trainer.train(stop_after=self.stop_after, should_stop=preempted)
+            def preempted() -> bool:  # asked between steps: the trainer then saves a checkpoint and returns
+                if self._pending is None:
+                    return False
+                print(file=sys.stderr)  # end the progress bar's line
+                log(f"caught {signal.Signals(self._pending).name}: saving a checkpoint at step {trainer.step}")
+                return True
+
+            self._phase = "training"
+            summary = trainer.train(stop_after=self.stop_after, should_stop=preempted)
         if summary.get("checkpointed") and self._pending is not None:
             self._phase = "done"
             log(f"checkpoint saved at step {summary['stopped_at']}: handing over to submitit (requeue)")
@@ -261,7 +268,7 @@ class PretrainJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """submitit's hook (USR2): the same job again; it resumes from checkpoint.pt."""
         fresh = PretrainJob(self.cfg, self.out, self.export_dir, self.restart_on_config_change, self.stop_after,
-                            self.threads, self.env, getattr(self, "debug", False))
+                            self.threads, self.env, getattr(self, "debug", False), getattr(self, "wait_for_run", False))
         log(f"requeueing: the next run resumes from {Path(self.out) / 'checkpoint.pt'}")
         return submitit.helpers.DelayedSubmission(fresh, *args, **kwargs)
 
@@ -408,6 +415,20 @@ def _child_stderr(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _wait_for_free_run(job_fn: PretrainJob) -> None:
+    """Before a new job is submitted: another process that trains in the run folder (a job this launcher
+    cannot attach to, e.g. a local job left by a killed Snakemake) fails the command naming it, or is
+    waited for with --wait-for-run."""
+    who = runlock.holder(job_fn.out)
+    if who is None:
+        return
+    if not getattr(job_fn, "wait_for_run", False):
+        raise runlock.RunLockedError(runlock.locked_message(job_fn.out, who))
+    log(f"run folder {job_fn.out} is in use by {who.describe()}: waiting for it to end")
+    while runlock.holder(job_fn.out) is not None:
+        time.sleep(2)
+
+
 def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     """Submit (or re-attach to) the job, wait for it, report; the exit status of the command."""
     folder = Path(opts.log_folder or Path(job_fn.out) / "submitit").resolve()
@@ -416,6 +437,7 @@ def submit_and_wait(job_fn: PretrainJob, opts: LaunchOptions) -> int:
     job = _attach_or_cancel(opts, folder, key)
     verb = "attached" if job is not None else "submitted"
     if job is None:
+        _wait_for_free_run(job_fn)
         quiet = _child_stderr(folder / "controller.err") if opts.launcher != "slurm" else contextlib.nullcontext()
         with _interruptible_children(), quiet:
             job = build_executor(opts, folder).submit(job_fn)

@@ -1,7 +1,9 @@
 """`python -m mokd pretrain --config FILE --out DIR [key=value ...]`: train a pair or a baseline.
 
 `--launcher` picks where it runs: in this process (default), through submitit's local executor, or as
-a SLURM job that this process submits and waits for (options and behaviour: mokd/launch.py).
+a SLURM job that this process submits and waits for (options and behaviour: mokd/launch.py). The
+process that trains holds the run folder's lock (mokd/runlock.py): a second training of the same
+folder fails naming the first (exit code 8), or waits for it with `--wait-for-run`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from mokd import launch
 from mokd.config import ConfigError, apply_overrides, deep_merge, load_yaml, validate
+from mokd.runlock import training_lock
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a checkpoint of another config is set aside (checkpoint.<hash>.pt) instead of refused",
     )
     parser.add_argument("--stop-after", type=int, default=None, help="stop after N steps, as if killed (tests)")
+    parser.add_argument(
+        "--wait-for-run", action="store_true",
+        help="if another process trains in --out, wait for it to end instead of failing (exit code 8)",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. epochs=2 models.0.lambda=0.1")
     launch.add_arguments(parser)
 
@@ -51,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
     which prints them on one line with their exit code."""
     if getattr(args, "launcher", "inprocess") != "inprocess":
         return run_launched(args)
+    from mokd.distributed import env_dist_info
     from mokd.engine import build_trainer
 
     cfg = load_pretrain_config(args.config, args.overrides, args.settings)
-    trainer = build_trainer(cfg, args.out, args.export_dir, args.restart_on_config_change)
-    summary = trainer.train(stop_after=args.stop_after)
+    with training_lock(args.out, args.wait_for_run, env_dist_info().is_main):  # one writer per run folder
+        trainer = build_trainer(cfg, args.out, args.export_dir, args.restart_on_config_change)
+        summary = trainer.train(stop_after=args.stop_after)
     if "stopped_at" not in summary and trainer.dist.is_main:
         print(f"[mokd] done: teachers and summary in {args.export_dir or args.out} ({summary['train_time_s']:.0f} s, "
               f"{summary['images_per_s']:.1f} img/s)", file=sys.stderr)
@@ -75,6 +84,6 @@ def run_launched(args: argparse.Namespace) -> int:
     job = launch.PretrainJob(
         cfg, str(Path(args.out).resolve()), str(Path(args.export_dir).resolve()) if args.export_dir else None,
         args.restart_on_config_change, args.stop_after, threads=opts.cpus_per_task, env=env,
-        debug=getattr(args, "debug", False),
+        debug=getattr(args, "debug", False), wait_for_run=args.wait_for_run,
     )
     return launch.submit_and_wait(job, opts)

@@ -21,7 +21,7 @@ from mokd import cli
 from tests.core.tiny import PAIRS, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
-CODES = {"config": 2, "input": 3, "checkpoint": 4, "diverged": 5, "disk_full": 6, "not_writable": 7}
+CODES = {"config": 2, "input": 3, "checkpoint": 4, "diverged": 5, "disk_full": 6, "not_writable": 7, "run_in_use": 8}
 
 
 def test_exit_codes_are_distinct_and_documented() -> None:
@@ -29,6 +29,7 @@ def test_exit_codes_are_distinct_and_documented() -> None:
         "config": "mokd.config.ConfigError", "input": "mokd.data.imagefolder.UnreadableImageError",
         "checkpoint": "mokd.checkpoint.CheckpointError", "diverged": "mokd.engine.NonFiniteLossError",
         "disk_full": "mokd.atomic.DiskFullError", "not_writable": "mokd.atomic.NotWritableError",
+        "run_in_use": "mokd.runlock.RunLockedError",
     }
     assert {kind: cli.EXPECTED[name] for kind, name in kinds.items()} == CODES
     assert len(set(CODES.values())) == len(CODES) and 0 not in CODES.values() and 1 not in CODES.values()

@@ -9,9 +9,6 @@ import argparse
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +17,9 @@ import yaml
 
 from mokd import launch
 from mokd.config import ConfigError
+from tests.core.processes import finish, pretrain, wait_for
 from tests.core.tiny import PAIRS, tiny_config
 
-REPO = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def test_options_from_command_line_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -102,30 +98,6 @@ def _config(fashion_root: Path, path: Path, **overrides: object) -> Path:
     return path
 
 
-def _pretrain(config: Path, out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mokd", "pretrain", "--config", str(config), "--out", str(out), *extra]
-    return subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f"pretrain did not finish within {timeout} s:\n{out[-3000:]}")
-    return proc.returncode, out
-
-
-def _wait_for(predicate, what: str, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return value
-
-
 def _steps(out: Path) -> int:
     log = out / "log.jsonl"
     return len(log.read_text().splitlines()) if log.exists() else 0
@@ -160,13 +132,13 @@ def test_local_job_preempted_resumes_to_the_same_weights(fashion_root: Path, tmp
     """USR2 to the training task (what SLURM sends before a time limit): checkpoint after the current
     step, requeue (the local executor restarts the task), resume: bit-identical to in-process."""
     config = _config(fashion_root, tmp_path / "tiny.yaml")
-    ref = _pretrain(config, tmp_path / "ref")
-    job = _pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
-    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 3 and _task_pid(tmp_path / "job"), "3 steps of the job")
+    ref = pretrain(config, tmp_path / "ref")
+    job = pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
+    pid = wait_for(lambda: _steps(tmp_path / "job") >= 3 and _task_pid(tmp_path / "job"), "3 steps of the job")
     os.kill(pid, signal.SIGUSR2)
-    rc, out = _finish(job)
+    rc, out = finish(job)
     assert rc == 0, out[-3000:]
-    assert _finish(ref)[0] == 0
+    assert finish(ref)[0] == 0
     assert re.search(r"caught SIGUSR2: saving a checkpoint at step (\d+)", out), out[-3000:]
     stopped = int(re.search(r"caught SIGUSR2: saving a checkpoint at step (\d+)", out).group(1))
     assert f"resuming at step {stopped}" in out and 3 <= stopped < 30
@@ -184,7 +156,7 @@ def test_local_job_failure_names_the_log(fashion_root: Path, tmp_path: Path) -> 
     if torch.cuda.is_available():
         pytest.skip("needs a machine without a GPU (device=cuda must fail at run time)")
     config = _config(fashion_root, tmp_path / "tiny.yaml", device="cuda")
-    rc, out = _finish(_pretrain(config, tmp_path / "job", "--launcher", "submitit-local"))
+    rc, out = finish(pretrain(config, tmp_path / "job", "--launcher", "submitit-local"))
     assert rc == 2, out[-3000:]  # a config error, caught in the job: mokd/cli.py's exit code, no traceback
     assert _error_lines(out) == ["error: config key 'device': cuda requested but no GPU is visible"], out[-2000:]
     assert re.search(r"stopped on an error; job log \S+/job/submitit/\d+_0_log\.err", out), out[-2000:]
@@ -194,7 +166,7 @@ def test_local_job_failure_names_the_log(fashion_root: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_nan_loss_in_a_local_job_is_one_line_and_its_exit_code(fashion_root: Path, tmp_path: Path) -> None:
     config = _config(fashion_root, tmp_path / "tiny.yaml")
-    rc, out = _finish(_pretrain(config, tmp_path / "job", "--launcher", "submitit-local", "models.0.optimizer.lr=1e30"))
+    rc, out = finish(pretrain(config, tmp_path / "job", "--launcher", "submitit-local", "models.0.optimizer.lr=1e30"))
     assert rc == 5, out[-3000:]
     errors = _error_lines(out)
     assert len(errors) == 1 and re.fullmatch(r"error: model 'cnn': loss term L_\w+ is (nan|inf).*", errors[0]), out[-2000:]
@@ -204,12 +176,12 @@ def test_nan_loss_in_a_local_job_is_one_line_and_its_exit_code(fashion_root: Pat
 @pytest.mark.slow
 def test_sigterm_cancels_the_local_job(fashion_root: Path, tmp_path: Path) -> None:
     config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=50)
-    job = _pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
-    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
+    job = pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
+    pid = wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
     job.send_signal(signal.SIGTERM)
-    rc, out = _finish(job, timeout=60)
+    rc, out = finish(job, timeout=60)
     assert rc == 128 + signal.SIGTERM and "cancelling local submitit job" in out, out[-2000:]
-    _wait_for(lambda: not _alive(pid), "the training task to end", timeout=30)
+    wait_for(lambda: not _alive(pid), "the training task to end", timeout=30)
 
 
 def _alive(pid: int) -> bool:
@@ -247,16 +219,14 @@ def test_ctrl_c_of_a_local_job_leaves_no_traceback(fashion_root: Path, tmp_path:
     """Ctrl-C reaches the whole foreground process group: the launcher, submitit's controller and the
     training task. The job log (the launcher's output) gets one line from each of ours, no traceback."""
     config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=50)
-    cmd = [sys.executable, "-m", "mokd", "pretrain", "--config", str(config), "--out", str(tmp_path / "job"),
-           "--launcher", "submitit-local"]
-    job = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           start_new_session=True)  # its own group, as a terminal's foreground job
-    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
+    # its own process group, as a terminal's foreground job
+    job = pretrain(config, tmp_path / "job", "--launcher", "submitit-local", start_new_session=True)
+    pid = wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
     os.killpg(job.pid, signal.SIGINT)
-    rc, out = _finish(job, timeout=60)
+    rc, out = finish(job, timeout=60)
     assert rc == 130 and "cancelling local submitit job" in out, out[-3000:]
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
-    _wait_for(lambda: not _alive(pid), "the training task to end", timeout=30)
+    wait_for(lambda: not _alive(pid), "the training task to end", timeout=30)
 
 
 @pytest.mark.slow
@@ -264,10 +234,10 @@ def test_a_killed_training_process_is_reported_as_killed(fashion_root: Path, tmp
     """kill -9 of the training task: submitit's controller ends normally (state FINISHED); the launcher
     says that the training process was killed, and fails."""
     config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=50)
-    job = _pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
-    pid = _wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
+    job = pretrain(config, tmp_path / "job", "--launcher", "submitit-local")
+    pid = wait_for(lambda: _steps(tmp_path / "job") >= 1 and _task_pid(tmp_path / "job"), "the job to train")
     os.kill(pid, signal.SIGKILL)
-    rc, out = _finish(job, timeout=120)
+    rc, out = finish(job, timeout=120)
     assert rc == 1, out[-3000:]
     assert f"training process (pid {pid}) ended without a result or an error: it was killed by a signal" in out
     assert "state: FINISHED" not in out, out[-3000:]
