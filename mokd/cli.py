@@ -17,6 +17,7 @@ not in each command.
     6    no space left on device while writing (DiskFullError): the previous file is kept
     7    output not writable: read-only or forbidden folder (NotWritableError)
     8    run folder in use: another process trains in it (RunLockedError, naming it: pid, host, SLURM job)
+    9    `verify` found tables or metrics files that no longer match what they were built from
     130  interrupted (Ctrl-C); a pre-training waiting for its job: 128 + the signal
 """
 
@@ -45,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("mokd.eval.cost", "training time and peak memory from pre-training summaries"),
     "table": ("mokd.tables.build", "build one results table (Markdown, LaTeX and HTML)"),
     "curves": ("mokd.eval.curves", "pre-training curves: loss terms and teacher entropy of every run"),
+    "verify": ("mokd.commands.verify", "report tables and metrics files that no longer match what they were built from"),
 }
 
 

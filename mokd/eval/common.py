@@ -6,7 +6,10 @@ teachers and writes one metrics JSON:
 
     {"protocol": ..., "metrics": {...}, "checkpoints": [...],
      "provenance": {"checkpoint_sha256": [...], "config_hash": ..., "code_version": ..., "dataset": ...,
-                    "scale": ..., "settings": {...}, "created": ...}}
+                    "scale": ..., "settings": {...}, "created": ..., "content_sha256": ...}}
+
+`content_sha256` seals the record (mokd/seal.py): a table refuses a metrics file edited after its job
+wrote it, and `python -m mokd verify` reports it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mokd.atomic import write_text
 from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml
 from mokd.provenance import code_version, file_sha256, now
+from mokd.seal import sealed
 
 if TYPE_CHECKING:  # `cost` needs no torch: imported where a device is resolved
     import torch
@@ -116,6 +120,7 @@ def write_metrics(
             "created": now(),
         },
     }
+    record = sealed(record)  # its content hash: an edit made later shows (mokd/seal.py)
     write_text(out, json.dumps(record, indent=2, default=str))
     return record
 

@@ -39,7 +39,10 @@ reported value takes the lowest confidence of the two. Where both columns hold t
 derived value is mean ± std (n) of the per-seed differences (its mean: the difference of the shown means). Low-confidence reported values are flagged
 with † and explained, with their source, in the notes. A caption ending in "Models: A = x; B = y."
 keeps the model names and moves that legend to a list under the table. Footer defaults: code_version of this checkout, config_hash of the spec itself.
-Bad input (spec, metrics, reported CSV) exits with code 2 and a message naming the file/row/column.
+Bad input (spec, metrics, reported CSV) exits with code 2 and a message naming the file/row/column; a
+damaged metrics file, or one edited after its job wrote it (its seal: mokd/seal.py), is refused naming
+the file to delete and the command that makes it again. Every file written ends with a comment listing
+the content hash of each metrics file read (mokd/tables/inputs.py), which `python -m mokd verify` checks.
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ import pandas as pd
 from mokd.atomic import write_text
 from mokd.config import ConfigError, config_hash, validate
 from mokd.provenance import code_version
+from mokd.tables import inputs
 from mokd.tables.cells import FLAG, Cell, Value, fmt_value, number_of, round_half_up
+from mokd.tables.metrics import MetricsFiles
 from mokd.tables.reported import CONFIDENCES, Reported, TableError, load_reported, lookup
 from mokd.tables.render import render_html, render_latex, render_markdown
 from mokd.tables.stats import Stat, aggregate
@@ -143,22 +148,11 @@ def dotted_get(data: Any, path: str, source: str) -> float | str:
     return _as_value(node)
 
 
-def read_metrics(path: str, cache: dict[str, Any], where: str) -> Any:
-    if path not in cache:
-        if not Path(path).is_file():
-            raise TableError(f"{where}: metrics file not found: {path}")
-        try:
-            cache[path] = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise TableError(f"{where}: metrics file {path} is not valid JSON: {exc}") from exc
-    return cache[path]
-
-
-def file_values(paths: list[str], value: str, cache: dict[str, Any], where: str) -> list[float | str]:
+def file_values(paths: list[str], value: str, files: MetricsFiles, where: str) -> list[float | str]:
     """The value at dotted path `value` of each metrics file, in order."""
     values = []
     for path in paths:
-        data = read_metrics(path, cache, where)
+        data = files.read(path, where)
         try:
             values.append(dotted_get(data, value, path))
         except TableError as exc:
@@ -166,7 +160,7 @@ def file_values(paths: list[str], value: str, cache: dict[str, Any], where: str)
     return values
 
 
-def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) -> Value:
+def our_value(cell: dict[str, Any] | None, files: MetricsFiles, where: str) -> Value:
     if not cell:
         return None
     if "text" in cell:
@@ -174,7 +168,7 @@ def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) ->
     if cell.get("metrics") is None:
         return None
     paths = cell["metrics"] if isinstance(cell["metrics"], list) else [cell["metrics"]]
-    values = file_values(paths, cell.get("value", "metrics.top1"), cache, where)
+    values = file_values(paths, cell.get("value", "metrics.top1"), files, where)
     if len(values) == 1 and not isinstance(cell["metrics"], list):
         return values[0]
     if cell.get("join") == MEAN:  # several seeds of one run: mean ± std (n)
@@ -186,7 +180,7 @@ def our_value(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) ->
     return cell.get("join", "/").join(fmt_value(round_half_up(v, 1), 1) for v in values)
 
 
-def gain_over_reference(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) -> Value:
+def gain_over_reference(cell: dict[str, Any] | None, files: MetricsFiles, where: str) -> Value:
     """ours − reference per seed (paired by position), as one number or mean ± std (n); None without a
     reference. Both sides need one number per file and as many files."""
     if not cell or not cell.get("reference") or cell.get("metrics") is None:
@@ -197,18 +191,18 @@ def gain_over_reference(cell: dict[str, Any] | None, cache: dict[str, Any], wher
         raise TableError(f"{where}: 'reference' lists {len(ref['metrics'])} metrics files for {len(paths)} of ours; "
                          "they are paired by seed")
     value = cell.get("value", "metrics.top1")
-    ours = file_values(paths, value, cache, where)
-    theirs = file_values(ref["metrics"], ref.get("value", value), cache, where)
+    ours = file_values(paths, value, files, where)
+    theirs = file_values(ref["metrics"], ref.get("value", value), files, where)
     if not all(isinstance(v, float) for v in ours + theirs):
         raise TableError(f"{where}: a 'reference' needs numbers, got {ours!r} and {theirs!r}")
     return aggregate([float(a) - float(b) for a, b in zip(ours, theirs)])
 
 
-def seed_numbers(cell: dict[str, Any] | None, cache: dict[str, Any], where: str) -> tuple[float, ...]:
+def seed_numbers(cell: dict[str, Any] | None, files: MetricsFiles, where: str) -> tuple[float, ...]:
     """The per-seed numbers of a `join: mean` cell (for paired differences); () for any other cell."""
     if not cell or cell.get("join") != MEAN or not isinstance(cell.get("metrics"), list):
         return ()
-    values = file_values(cell["metrics"], cell.get("value", "metrics.top1"), cache, where)
+    values = file_values(cell["metrics"], cell.get("value", "metrics.top1"), files, where)
     return tuple(float(v) for v in values) if all(isinstance(v, float) for v in values) else ()
 
 
@@ -238,9 +232,8 @@ def derive_reported(a: Reported | None, b: Reported | None) -> Reported | None:
     return Reported(float(a.value) - float(b.value), sources, confidence)
 
 
-def compute_cells(spec: dict[str, Any], reported: pd.DataFrame) -> dict[str, dict[str, Cell]]:
+def compute_cells(spec: dict[str, Any], reported: pd.DataFrame, files: MetricsFiles) -> dict[str, dict[str, Cell]]:
     """Cells per row key and column key (base then derived); our numbers rounded as they are shown."""
-    cache: dict[str, Any] = {}
     table = spec["id"].upper()
     out: dict[str, dict[str, Cell]] = {}
     for row in spec["rows"]:
@@ -248,9 +241,9 @@ def compute_cells(spec: dict[str, Any], reported: pd.DataFrame) -> dict[str, dic
         for col in spec["columns"]:
             where = f"row {row['key']!r} column {col['key']!r}"
             spec_cell, d = row["cells"].get(col["key"]), _decimals(spec, col)
-            ours = round_half_up(our_value(spec_cell, cache, where), d)
-            gain = round_half_up(gain_over_reference(spec_cell, cache, where), d)
-            seeds = seed_numbers(spec_cell, cache, where)
+            ours = round_half_up(our_value(spec_cell, files, where), d)
+            gain = round_half_up(gain_over_reference(spec_cell, files, where), d)
+            seeds = seed_numbers(spec_cell, files, where)
             cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain, seeds)
         for col in spec["derived"]:
             a, b = (cells[k] for k in col["minus"])
@@ -307,18 +300,21 @@ def latex_title(spec: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A built table: its views (ours, paper[, gain over the reference]) and every file's text."""
+    """A built table: its views (ours, paper[, gain over the reference]), every file's text, and the
+    content hash of each metrics file it read (by path as the spec names it)."""
 
     views: list[View]
     md: str
     tex: str
     tex_vs_paper: str
     html: str
+    inputs: dict[str, str]
 
 
 def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> Rendered:
     """The views and renderings of a validated spec."""
-    cells = compute_cells(spec, reported)
+    files = MetricsFiles()
+    cells = compute_cells(spec, reported, files)
     views = build_views(spec, cells)
     notes, footer = table_notes(spec, cells), footer_line(spec)
     caption, models = full_caption(spec)
@@ -333,7 +329,7 @@ def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> Rendered:
                                    [view.legend, *model_note, footer], resize)
     tex_paper = render_latex(paper, f"{spec['id']}_vs_paper", f"{title} Published values and Δ.", caption,
                              [paper.legend, *notes, *model_note, footer], resize)
-    return Rendered(views, md, tex, tex_paper, page)
+    return Rendered(views, md, tex, tex_paper, page, files.hashes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -354,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
     built = build_table(spec, load_reported(args.reported))
     for path, text in zip(outputs, (built.md, built.tex, built.tex_vs_paper, built.html)):
         if path:
-            write_text(path, text)
+            write_text(path, text + inputs.block(built.inputs, path))  # what it was built from (verify)
     print(f"[mokd] table {spec['id']}: {len(spec['rows'])} rows -> {', '.join(p for p in outputs if p)}",
           file=sys.stderr)
     return 0

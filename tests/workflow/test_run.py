@@ -102,6 +102,16 @@ def test_second_run_runs_nothing(test_scale_run: tuple[Path, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_a_finished_run_verifies(test_scale_run: tuple[Path, Path]) -> None:
+    """Every table records the metrics files it read, as they are; every metrics file matches its seal,
+    its settings and its teacher (python -m mokd verify, through its Snakemake target)."""
+    cfg, results = test_scale_run
+    out = snakemake("verify", "--cores", "1", "--configfile", str(cfg), timeout=300)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert "table files and" in out.stderr and "all match what they were built from" in out.stderr
+
+
+@pytest.mark.slow
 def test_editing_one_experiment_reruns_only_it(test_scale_run: tuple[Path, Path], tmp_path: Path) -> None:
     """A new lambda for the R50–R18 pair: that pre-training, its evaluations and the tables showing it."""
     cfg, results = test_scale_run

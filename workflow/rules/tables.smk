@@ -104,3 +104,18 @@ for _target, _files in named_targets(R).items():
             _target
         input:
             _files,
+
+
+# `snakemake verify`: every table and metrics file of this scale that no longer matches what it was built
+# from (mokd/commands/verify.py), with the command that rebuilds it, on the terminal and in its log (the
+# shell's pipefail keeps verify's exit status). No output: it runs whenever asked.
+rule verify:
+    localrule: True
+    params:
+        results=R,
+    log:
+        f"{R}/logs/verify.log",
+    conda:
+        ENV
+    shell:
+        "python -m mokd verify {params.results:q} 2>&1 | tee {log:q}"
