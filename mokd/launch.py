@@ -424,7 +424,7 @@ def _wait_for_free_run(job_fn: PretrainJob) -> None:
         return
     if not getattr(job_fn, "wait_for_run", False):
         raise runlock.RunLockedError(runlock.locked_message(job_fn.out, who))
-    log(f"run folder {job_fn.out} is in use by {who.describe()}: waiting for it to end")
+    log(f"run folder {job_fn.out} is in use by another training ({who.describe()}): waiting for it to end")
     while runlock.holder(job_fn.out) is not None:
         time.sleep(2)
 

@@ -108,9 +108,9 @@ def holder(run_dir: str | Path) -> Holder | None:
 
 
 def locked_message(run_dir: str | Path, who: Holder) -> str:
-    return (f"run folder {run_dir} is in use: {who.describe()} trains in it, and two trainings must not write "
-            f"one run. Wait for it to end (or run again with --wait-for-run), or stop it ({who.stop_hint()}) "
-            "and run again: the new run resumes from its checkpoint")
+    return (f"run folder {run_dir} is in use by another training ({who.describe()}): two trainings must not "
+            f"write one run. Wait for it to end (or run again with --wait-for-run), or stop it ({who.stop_hint()}) "
+            "and run again: the run resumes from its checkpoint")
 
 
 def log(message: str) -> None:
@@ -145,7 +145,8 @@ class RunLock:
                 same_job = who.slurm_job_id is not None and who.slurm_job_id == os.environ.get("SLURM_JOB_ID")
                 if not (wait or same_job):
                     raise RunLockedError(locked_message(self.run_dir, who))
-                notify(f"run folder {self.run_dir} is in use by {who.describe()}: waiting for it to end")
+                notify(f"run folder {self.run_dir} is in use by another training ({who.describe()}): waiting "
+                       "for it to end")
                 fcntl.flock(fd, fcntl.LOCK_EX)
             if writable:
                 os.ftruncate(fd, 0)

@@ -46,7 +46,8 @@ def test_a_held_run_is_refused_naming_its_holder(tmp_path: Path, other_holder: s
     with pytest.raises(RunLockedError) as err:
         RunLock(run).acquire()
     message = str(err.value)
-    assert f"run folder {run} is in use: pid {other_holder.pid} on host {socket.gethostname()}" in message
+    assert f"run folder {run} is in use by another training (pid {other_holder.pid} on host {socket.gethostname()}" \
+        in message
     assert "--wait-for-run" in message and f"kill {other_holder.pid}" in message
 
 
@@ -111,6 +112,22 @@ def test_pretrain_in_a_held_run_folder_fails_with_exit_code_8(fashion_root: Path
     assert not list((tmp_path / "run").glob("submitit/*.pkl"))  # no job submitted
 
 
+def test_a_launched_training_waits_for_the_holder_when_asked(fashion_root: Path, tmp_path: Path,
+                                                            other_holder: subprocess.Popen) -> None:
+    config = _config(fashion_root, tmp_path / "tiny.yaml", epochs=1)
+    log = tmp_path / "launcher.log"
+    with log.open("w") as out:
+        job = subprocess.Popen([sys.executable, "-m", "mokd", "pretrain", "--config", str(config), "--out",
+                                str(tmp_path / "run"), "--launcher", "submitit-local", "--wait-for-run"],
+                               cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: "waiting for it to end" in log.read_text(), "the launcher to wait")
+        assert job.poll() is None and not list((tmp_path / "run").glob("submitit/*.pkl"))  # nothing submitted yet
+        other_holder.kill()
+        assert finish(job)[0] == 0, log.read_text()[-3000:]
+    assert f"in use by another training (pid {other_holder.pid} on host" in log.read_text()
+    assert (tmp_path / "run" / "teacher_cnn.pt").is_file()
+
+
 @pytest.mark.slow
 def test_a_second_training_of_a_running_local_job_is_refused(fashion_root: Path, tmp_path: Path) -> None:
     """The issue's case: a local submitit job still trains (its Snakemake was killed with -9); the same
@@ -122,7 +139,8 @@ def test_a_second_training_of_a_running_local_job_is_refused(fashion_root: Path,
     task = runlock.holder(tmp_path / "run")
     assert task is not None and task.pid != first.pid  # the training task holds it, not the launcher
     rc, out = finish(pretrain(config, tmp_path / "run", "--launcher", "submitit-local"))
-    assert rc == 8 and f"is in use: pid {task.pid} on host {socket.gethostname()}" in out, out[-3000:]
+    assert rc == 8 and f"is in use by another training (pid {task.pid} on host {socket.gethostname()}" in out, \
+        out[-3000:]
     rc, out = finish(first)
     assert rc == 0, out[-3000:]
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
