@@ -30,6 +30,14 @@ def add_arguments_for(command: str, parser: argparse.ArgumentParser) -> None:
     co.add_argument("--canvas", type=int, default=96)
     co.add_argument("--objects", type=int, nargs=2, default=[1, 3], metavar=("MIN", "MAX"))
     co.add_argument("--seed", type=int, default=0)
+    pf = sub.add_parser("paper-fixtures", help="small ImageNet, CIFAR and COCO sets in the paper's own formats "
+                                               "(the rehearsal of the paper scale, config/rehearsal.yaml)")
+    pf.add_argument("--root", required=True)
+    pf.add_argument("--fashion-root", required=True, help="prepared Fashion-MNIST (prepare-data fashion-mnist)")
+    pf.add_argument("--class-list", default="config/imagenet100_classes.txt", help="the ImageNet-100 wnids")
+    pf.add_argument("--train-per-class", type=int, default=4)
+    pf.add_argument("--val-per-class", type=int, default=2)
+    pf.add_argument("--image-size", type=int, default=96, help="short side of the ImageNet-layout images (px)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,4 +62,10 @@ def run(args: argparse.Namespace) -> int:
             canvas=args.canvas, objects_per_image=tuple(args.objects), seed=args.seed, overwrite=True,
         )
         print(f"COCO-format set written to {out}")
+    elif args.what == "paper-fixtures":
+        from mokd.data.paper_fixtures import build_paper_fixtures
+
+        out = build_paper_fixtures(args.root, args.fashion_root, args.class_list, train_per_class=args.train_per_class,
+                                   val_per_class=args.val_per_class, image_size=args.image_size)
+        print(f"paper-format fixtures ready in {out}: imagenet/ (train, val, splits), cifar/, coco/")
     return 0

@@ -10,6 +10,8 @@ split ``train2017`` / ``val2017``. Items are ``(image, target)``: a float (3, H,
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,42 @@ def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
         if not path.exists():
             raise FileNotFoundError(coco_missing_message(path, root))
     return images, annotations
+
+
+# Annotation files up to this size are parsed whole by the check (COCO 2017's val: 25 MB); a larger one
+# (train: 448 MB) is checked for a complete JSON object without reading it all.
+FULL_CHECK_BYTES = 64 * 2**20
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def check_coco_split(root: str | Path, split_folder: str) -> None:
+    """Check a COCO split without loading it: the image folder holds images, the annotation file is a
+    complete JSON object (parsed, with `images`, `annotations` and `categories`, when not too large).
+    FileNotFoundError / ValueError name the path and what is wrong."""
+    images, annotations = coco_paths(root, split_folder)
+    if not images.is_dir():
+        raise FileNotFoundError(f"COCO image folder {images} is not a folder; {coco_missing_message(images, Path(root))}")
+    with os.scandir(images) as it:
+        if not any(e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES) for e in it):
+            raise FileNotFoundError(f"COCO image folder {images} exists but holds no .jpg/.png image")
+    size = annotations.stat().st_size
+    try:
+        with open(annotations, "rb") as f:
+            if size <= FULL_CHECK_BYTES:
+                record = json.loads(f.read())
+                missing = [k for k in ("images", "annotations", "categories") if not isinstance(record, dict) or k not in record]
+                if missing:
+                    raise ValueError(f"COCO annotation file {annotations} has no {missing} (not an instances_*.json file)")
+                return
+            head = f.read(64).lstrip()
+            f.seek(max(size - 64, 0))
+            tail = f.read().rstrip()
+    except OSError as exc:
+        raise FileNotFoundError(f"COCO annotation file {annotations} cannot be read: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"COCO annotation file {annotations} is not valid JSON ({exc}); download it again") from exc
+    if not head.startswith(b"{") or not tail.endswith(b"}"):
+        raise ValueError(f"COCO annotation file {annotations} is not a complete JSON object (truncated?); download it again")
 
 
 def load_coco(annotation_file: str | Path) -> COCO:

@@ -1,7 +1,8 @@
 """Dataset factory: one config dict -> a labelled ``Dataset`` of (image or transformed image, int label).
 
 Config keys (mokd/schemas/dataset.yaml; anything else raises ConfigError, a ValueError):
-  name          "fashion_mnist" | "imagefolder" | "cifar10" | "cifar100"
+  name          "fashion_mnist" | "imagefolder" | "cifar10" | "cifar100" | "coco" (a COCO-format
+                instance set: checked here, read by the detection protocol, mokd/data/coco.py)
   root          dataset root (imagefolder: ``root/train``, ``root/val``; CIFAR: the folder holding
                 ``cifar-10-batches-py`` / ``cifar-100-python``; Fashion-MNIST: ``root/FashionMNIST/raw``)
   class_list    optional text file, one class name per line: keep those classes, relabelled 0..C-1
@@ -17,6 +18,7 @@ Config keys (mokd/schemas/dataset.yaml; anything else raises ConfigError, a Valu
                 counted within that class), so subsets with different ranges never share an image
                 (a held-out probe split beside the first-N subsets of the tables)
   max_per_class optional int: the first N samples of every class (small deterministic subsets)
+  train, val    coco only: the split folders' names (default train2017, val2017)
 Splits are "train" and "val" (Fashion-MNIST / CIFAR: "val" is the test set).
 """
 
@@ -46,7 +48,13 @@ from .fashion_mnist import (
     missing_raw_files,
     prepare_fashion_mnist,
 )
-from .imagefolder import ImageFolderDataset, file_list_entry_path, list_class_dirs
+from .imagefolder import (
+    FlatImageFolderError,
+    ImageFolderDataset,
+    file_list_entry_path,
+    flat_layout_error,
+    list_class_dirs,
+)
 from .subsets import class_balanced_subset, read_file_list, write_file_list
 
 __all__ = [
@@ -65,7 +73,8 @@ __all__ = [
     "write_file_list",
 ]
 
-DATASET_NAMES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "cifar10", "cifar100")
+DATASET_NAMES: tuple[str, ...] = ("fashion_mnist", "imagefolder", "cifar10", "cifar100", "coco")
+COCO_ONLY_KEYS: tuple[str, ...] = ("train", "val")
 SPLITS: tuple[str, ...] = ("train", "val")
 
 Transform = Callable[[Any], Any] | None
@@ -82,6 +91,7 @@ class DatasetConfig:
     on_bad_image: str = "error"
     max_per_class: int | None = None
     skip_per_class: int = 0
+    coco_splits: dict[str, str] = field(default_factory=lambda: {"train": "train2017", "val": "val2017"})
 
     def file_list(self, split: str) -> Path | None:
         """The file list applying to ``split``, if any."""
@@ -98,10 +108,14 @@ def _plain(value: Any) -> Any:
 def parse_dataset_config(cfg: Mapping[str, Any]) -> DatasetConfig:
     """Check a config dict against mokd/schemas/dataset.yaml; unknown keys and bad values raise
     ConfigError (a ValueError) naming the key."""
-    from mokd.config import validate  # jsonschema only where a dataset is built
+    from mokd.config import ConfigError, validate  # jsonschema only where a dataset is built
 
     cfg = validate(_plain(cfg), "dataset", label="dataset config key")
     name = cfg["name"]
+    if name != "coco" and any(k in cfg for k in COCO_ONLY_KEYS):
+        key = next(k for k in COCO_ONLY_KEYS if k in cfg)
+        raise ConfigError(f"dataset config key {key!r}: the split folder names are for COCO sets (name: coco) only",
+                          key=key)
     on_bad = cfg.get("on_bad_image") or "error"
     mpc = cfg.get("max_per_class")
     fl = cfg.get("file_list")
@@ -120,6 +134,7 @@ def parse_dataset_config(cfg: Mapping[str, Any]) -> DatasetConfig:
         on_bad_image=on_bad,
         max_per_class=mpc,
         skip_per_class=cfg.get("skip_per_class") or 0,
+        coco_splits={"train": cfg.get("train", "train2017"), "val": cfg.get("val", "val2017")},
     )
 
 
@@ -223,6 +238,11 @@ def build_dataset(cfg: Mapping[str, Any], split: str, transform: Transform = Non
     c = parse_dataset_config(cfg)
     _check_split(split)
     train = split == "train"
+    if c.name == "coco":
+        from mokd.config import ConfigError
+
+        raise ConfigError("a COCO set (name: coco) is an instance-segmentation set read by the detection protocol "
+                          "(mokd/data/coco.py), not a classification dataset", key="name")
     if c.name == "imagefolder":
         split_dir = c.root / split
         if not split_dir.is_dir():
@@ -288,6 +308,11 @@ def check_dataset(cfg: Mapping[str, Any], split: str) -> None:
     """
     c = parse_dataset_config(cfg)
     _check_split(split)
+    if c.name == "coco":
+        from mokd.data.coco import check_coco_split
+
+        check_coco_split(c.root, c.coco_splits[split])
+        return
     if c.class_list is not None:
         _require_file(c.class_list, "class list file")
     fl = c.file_list(split)
@@ -318,6 +343,9 @@ def check_dataset(cfg: Mapping[str, Any], split: str) -> None:
     split_dir = c.root / split
     if not split_dir.is_dir():
         raise FileNotFoundError(_imagefolder_missing_message(split_dir))
+    flat = flat_layout_error(split_dir)
+    if flat is not None:
+        raise FlatImageFolderError(flat)
     classes = read_file_list(c.class_list) if c.class_list is not None else list_class_dirs(split_dir)
     if not classes:
         raise FileNotFoundError(f"image folder {split_dir} exists but has no class folders; {IMAGEFOLDER_LAYOUT}")

@@ -50,6 +50,29 @@ def _list_images(class_dir: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
 
 
+def flat_layout_error(split_dir: Path) -> str | None:
+    """What to do when `split_dir` holds images directly and no class folder (ILSVRC-2012's val archive
+    unpacks flat), or None for any other layout."""
+    if not split_dir.is_dir():
+        return None
+    with os.scandir(split_dir) as it:
+        entries = list(it)
+    if any(e.is_dir() and not e.name.startswith(".") for e in entries):
+        return None
+    n = sum(e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS) for e in entries)
+    if n == 0:
+        return None
+    return (
+        f"{split_dir} holds {n} images directly and no class folders: the flat layout of ILSVRC-2012's validation "
+        f"archive. Arrange them as {split_dir}/<wnid>/<image> with the devkit's ground truth (for instance the "
+        f"valprep.sh script of PyTorch's ImageNet example moves every image into its class folder), then run again"
+    )
+
+
+class FlatImageFolderError(FileNotFoundError):
+    """An image folder split holds its images without class folders (the message says how to arrange them)."""
+
+
 def list_class_dirs(split_dir: Path) -> list[str]:
     """Sorted names of the sub-folders of ``split_dir`` (the default class list)."""
     if not split_dir.is_dir():
@@ -85,6 +108,9 @@ class ImageFolderDataset(Dataset):
         if max_per_class is not None and max_per_class < 1:
             raise ValueError(f"max_per_class must be >= 1, got {max_per_class}")
         self.root = Path(split_dir)
+        flat = flat_layout_error(self.root)
+        if flat is not None:
+            raise FlatImageFolderError(flat)
         self.transform = transform
         self.on_bad_image = on_bad_image
         explicit_classes = class_list is not None

@@ -29,27 +29,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from mokd.config import ConfigError
-from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from mokd.config import ConfigError, validate
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
 
-DEFAULTS: dict[str, Any] = {
-    "scale": "paper",
-    "data": None,  # dataset cfg (mokd.data.build_dataset); required
-    "split": "val",
-    "n_images": 256,
-    "image_size": 224,
-    "resize_ratio": 0.875,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
-    "batch_size": 32,
-    "num_workers": 4,
-    "seed": 0,
-    "labels": None,  # display name per checkpoint
-    "methods": None,  # "MOKD" / "DINO" per checkpoint; default: MOKD when the export has a T-Head
-    "panels": None,  # panel (model name, e.g. the paper's "ViT-S") per checkpoint; default: the backbone arch
-    "dpi": 200,
-}
+DEFAULTS: dict[str, Any] = validate({}, "attention_distance")  # mokd/schemas/attention_distance.yaml: keys, defaults, bounds
 RESERVED_LABELS = ("figure", "skipped")
 METHOD_STYLE = {"DINO": ("o", "tab:orange"), "MOKD": ("^", "tab:blue")}  # marker, colour
 
@@ -248,7 +231,7 @@ def resolve_names(s: dict[str, Any], paths: list[str]) -> tuple[list[str], list[
 def run(args: argparse.Namespace) -> int:
     from mokd.data import build_dataset, eval_transform
 
-    s = load_settings(args, DEFAULTS)
+    s = load_settings(args, schema="attention_distance")
     if not isinstance(s["data"], dict):
         raise ConfigError("setting 'data' must be a dataset config mapping (name, root, ...)")
     labels, methods, panels = resolve_names(s, args.checkpoints)

@@ -23,23 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from mokd.atomic import write_text
-from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
-from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml
+from mokd.config import ConfigError, apply_overrides, config_hash, deep_merge, load_yaml, validate
 from mokd.provenance import code_version, file_sha256, now
 from mokd.seal import sealed
 
 if TYPE_CHECKING:  # `cost` needs no torch: imported where a device is resolved
     import torch
-
-
-# Settings shared by the protocols that learn on `data_train` and report on `data_val` (paper values).
-CLASSIFICATION_DEFAULTS: dict[str, Any] = {
-    "data_train": None,
-    "data_val": None,
-    "image_size": 224,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
-}
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, checkpoints: str = "one") -> None:
@@ -55,8 +44,16 @@ def add_common_arguments(parser: argparse.ArgumentParser, checkpoints: str = "on
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides of the settings")
 
 
-def load_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults <- --config file <- --settings JSON <- overrides; unknown keys are an error naming them."""
+def load_settings(
+    args: argparse.Namespace, defaults: dict[str, Any] | None = None, schema: str | None = None
+) -> dict[str, Any]:
+    """Defaults <- --config file <- --settings JSON <- overrides; unknown keys are an error naming them.
+
+    With `schema` (a command's settings schema in mokd/schemas/, which also holds its defaults), the
+    settings are checked against it: `setting 'epochs' must be >= 1, got -1 (...)`, an unknown key with
+    the closest known one. The workflow checks the same schemas before any job starts."""
+    if schema is not None:
+        defaults = validate({}, schema)
     settings: dict[str, Any] = dict(defaults or {})
     if args.config:
         settings = deep_merge(settings, load_yaml(args.config))
@@ -66,6 +63,8 @@ def load_settings(args: argparse.Namespace, defaults: dict[str, Any] | None = No
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--settings is not valid JSON: {exc}") from exc
     settings = apply_overrides(settings, list(getattr(args, "overrides", []) or []))
+    if schema is not None:
+        return validate(settings, schema, label="setting")
     if defaults is not None:
         unknown = sorted(set(settings) - set(defaults))
         if unknown:
@@ -128,14 +127,14 @@ def write_metrics(
 def run_protocol(
     args: argparse.Namespace,
     protocol: str,
-    defaults: dict[str, Any],
+    schema: str,
     evaluate: Callable[[str, dict[str, Any], str, torch.device], dict[str, Any]],
 ) -> int:
-    """The `run` of a protocol that learns on `data_train` and reports on `data_val`: settings, the
-    evaluation, the metrics file; bad input raises an error naming the key, file or path, which
-    mokd/cli.py prints on one line with its exit code."""
+    """The `run` of a protocol that learns on `data_train` and reports on `data_val`: settings (checked
+    against the command's `schema`), the evaluation, the metrics file; bad input raises an error naming
+    the key, file or path, which mokd/cli.py prints on one line with its exit code."""
     start = time.time()
-    settings = load_settings(args, defaults)
+    settings = load_settings(args, schema=schema)
     metrics = evaluate(args.checkpoint, settings, args.out, resolve_device(args.device))
     dataset = f"train {dataset_label(settings['data_train'])}; val {dataset_label(settings['data_val'])}"
     write_metrics(args.out, protocol, metrics, [args.checkpoint], settings, dataset)

@@ -484,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
     if metrics is None:
         return 0
     write_metrics(args.out, PROTOCOL, metrics, [args.checkpoint], settings,
-                  dataset_label({"name": "coco", **settings["data"]}))
+                  dataset_label({**settings["data"], "name": "coco"}))
     sidecar_path(args.out).unlink(missing_ok=True)
     print("[detect] " + " ".join(f"{k} {metrics[k]:.1f}" for k in metrics if k.startswith("AP")), file=sys.stderr)
     return 0

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
-from mokd.config import ConfigError, config_hash
+from mokd.config import ConfigError, config_hash, validate
 from mokd.data import class_balanced_subset, write_file_list
 from mokd.eval.classifier import (
     DivergedError,
@@ -49,26 +49,11 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, dataset_label, run_protocol, warn_few_classes
+from mokd.eval.common import add_common_arguments, dataset_label, run_protocol, warn_few_classes
 from mokd.eval.features import load_teacher, require_settings
 from mokd.provenance import file_sha256
 
-DEFAULTS: dict[str, Any] = {
-    **CLASSIFICATION_DEFAULTS,
-    "batch_size": 1024,
-    "epochs": 60,
-    "warmup_epochs": 5,
-    "lr": 0.05,
-    "lrs": None,
-    "weight_decay": 0.0,
-    "subset": None,
-    "holdout_fraction": 0.1,
-    "seed": 0,
-    "eval_batch_size": 256,
-    "num_workers": 4,
-    "scale": None,
-    "expected_backbone": None,
-}
+DEFAULTS: dict[str, Any] = validate({}, "finetune")  # mokd/schemas/finetune.yaml: keys, defaults, bounds
 SUBSET_KEYS = ("file_list", "fraction", "seed", "save_to")
 
 
@@ -263,4 +248,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_protocol(args, "finetune", DEFAULTS, finetune)
+    return run_protocol(args, "finetune", "finetune", finetune)

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, run_protocol
+from mokd.config import validate
+from mokd.eval.common import add_common_arguments, run_protocol
 from mokd.eval.features import (
     cached_features,
     default_cache_dir,
@@ -33,17 +34,7 @@ from mokd.eval.features import (
     require_settings,
 )
 
-DEFAULTS: dict[str, Any] = {
-    **CLASSIFICATION_DEFAULTS,
-    "batch_size": 256,
-    "ks": [10, 20, 100, 200],
-    "temperature": 0.07,
-    "chunk_size": 1024,
-    "num_workers": 4,
-    "feature_cache": None,
-    "scale": None,
-    "expected_backbone": None,
-}
+DEFAULTS: dict[str, Any] = validate({}, "knn")  # mokd/schemas/knn.yaml: keys, defaults, bounds
 
 
 def knn_votes(
@@ -144,4 +135,4 @@ def knn(checkpoint: str, settings: dict[str, Any], out: str, device: torch.devic
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_protocol(args, "knn", DEFAULTS, knn)
+    return run_protocol(args, "knn", "knn", knn)

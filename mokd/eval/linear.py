@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from mokd.config import ConfigError
+from mokd.config import ConfigError, validate
 from mokd.eval.classifier import (
     FeatureClassifier,
     SGDConfig,
@@ -47,7 +47,7 @@ from mokd.eval.classifier import (
     scaled_lr,
     train_classifier,
 )
-from mokd.eval.common import CLASSIFICATION_DEFAULTS, add_common_arguments, run_protocol
+from mokd.eval.common import add_common_arguments, run_protocol
 from mokd.eval.features import (
     cached_features,
     default_cache_dir,
@@ -57,24 +57,7 @@ from mokd.eval.features import (
     require_settings,
 )
 
-DEFAULTS: dict[str, Any] = {
-    **CLASSIFICATION_DEFAULTS,
-    "batch_size": 2048,
-    "epochs": 100,
-    "warmup_epochs": 0,
-    "lr": {"cnn": 0.01, "vit": 0.001},
-    "schedule_unit": "epoch",
-    "train_interpolation": "bilinear",
-    "val_every": 5,
-    "report": "best",
-    "seed": 0,
-    "precompute_features": False,
-    "eval_batch_size": 256,
-    "num_workers": 4,
-    "feature_cache": None,
-    "scale": None,
-    "expected_backbone": None,
-}
+DEFAULTS: dict[str, Any] = validate({}, "linear")  # mokd/schemas/linear.yaml: keys, defaults, bounds
 
 
 def base_lr_for(lr: float | Mapping[str, float], kind: str) -> float:
@@ -169,4 +152,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_protocol(args, "linear", DEFAULTS, linear_probe)
+    return run_protocol(args, "linear", "linear", linear_probe)

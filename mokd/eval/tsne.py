@@ -29,31 +29,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Subset
 
-from mokd.config import ConfigError
-from mokd.data.normalization import IMAGENET_MEAN, IMAGENET_STD
+from mokd.config import ConfigError, validate
 from mokd.eval.common import add_common_arguments, dataset_label, load_settings, resolve_device, write_metrics
 from mokd.eval.features import extract_features
 
-DEFAULTS: dict[str, Any] = {
-    "scale": "paper",
-    "data": None,  # dataset cfg (mokd.data.build_dataset); required
-    "split": "val",
-    "n_classes": 10,
-    "per_class": 50,  # ImageNet-100 has 50 validation images per class
-    "image_size": 224,
-    "resize_ratio": 0.875,
-    "mean": list(IMAGENET_MEAN),
-    "std": list(IMAGENET_STD),
-    "batch_size": 64,
-    "num_workers": 4,
-    "l2_normalize": True,  # as the k-NN protocol sees the features
-    "perplexity": 30.0,
-    "max_iter": 1000,
-    "seed": 0,
-    "labels": None,  # display name per checkpoint
-    "layout": "overlay",  # "overlay": a panel per pair; "panels": a panel per checkpoint
-    "dpi": 200,
-}
+DEFAULTS: dict[str, Any] = validate({}, "tsne")  # mokd/schemas/tsne.yaml: keys, defaults, bounds
 LAYOUTS = ("overlay", "panels")
 MARKERS = ("o", "^", "s", "D")
 
@@ -210,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from mokd.checkpoint import load_backbone
     from mokd.data import build_dataset, eval_transform
 
-    s = load_settings(args, DEFAULTS)
+    s = load_settings(args, schema="tsne")
     labels = check_settings(s, len(args.checkpoints)) or default_labels(args.checkpoints)
     backbones = [load_backbone(p) for p in args.checkpoints]
     device = resolve_device(args.device)

@@ -82,6 +82,33 @@ def check_pretrain_configs(matrix: Matrix) -> None:
             raise ConfigError(f"config key '{key}': {exc.detail} ({where})", key=key, detail=exc.detail) from None
 
 
+# The settings schema (mokd/schemas/<name>.yaml) of each evaluation command and figure kind.
+COMMAND_SCHEMAS = {"knn": "knn", "linear": "linear", "finetune": "finetune", "detect": "detection",
+                   "tsne": "tsne", "attn-distance": "attention_distance"}
+
+
+def check_settings(settings: Mapping[str, Any], schema: str, where: str) -> None:
+    """The settings a config states for a command, against its schema: ConfigError naming the full
+    workflow key (`protocols.linear.settings.epoch`, with the closest known key)."""
+    try:
+        validate(dict(settings), schema)
+    except ConfigError as exc:
+        key = where if exc.key in (None, "<top level>") else f"{where}.{exc.key}"
+        sep = " " if exc.detail.startswith("must be") else ": "
+        raise ConfigError(f"config key '{key}'{sep}{exc.detail}", key=key, detail=exc.detail) from None
+
+
+def check_evaluation_settings(matrix: Matrix) -> None:
+    """Every protocol's and figure's settings, before any job starts (a wrong key would otherwise fail
+    only in its job, after pre-training)."""
+    from mokd.workflow.figures import figure_kind
+
+    for name, p in matrix.protocols.items():
+        check_settings(p["settings"], COMMAND_SCHEMAS[p["command"]], f"protocols.{name}.settings")
+    for fig, f in matrix.config["figures"].items():
+        check_settings(f["settings"], COMMAND_SCHEMAS[figure_kind(fig)], f"figures.{fig}.settings")
+
+
 def protocol_settings(matrix: Matrix, protocol: str, role: str | None = None) -> dict[str, Any]:
     """The settings of one evaluation protocol, its datasets resolved; with `role`, the backbone the
     evaluated checkpoint must hold."""

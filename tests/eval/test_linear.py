@@ -192,3 +192,16 @@ def test_vit_checkpoint_with_cnn_expectation_fails(tmp_path: Path, fashion_root:
     s = probe_settings(fashion_root, expected_backbone=TINY_CNN)
     assert main(["linear", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(tmp_path / "x.json")]) == 4  # checkpoint error
     assert re.search(r"teacher_v\.pt.*vit_tiny.*resnet18", capsys.readouterr().err)
+
+
+def test_a_bad_setting_is_named_before_anything_runs(tmp_path: Path, fashion_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Settings are checked against mokd/schemas/linear.yaml: `epochs: -1` names its setting (it used to fail
+    deep in the data loader as "Number of samples, -1, must be non-negative"), a misspelled key the closest one."""
+    ckpt = export_tiny(tmp_path / "teacher.pt")
+    for bad, message in (({"epochs": -1}, "setting 'epochs' must be >= 1, got -1"),
+                         ({"epoch": 3}, "setting 'epoch': unknown key(s) ['epoch'] (did you mean 'epochs'?)")):
+        s = {k: v for k, v in probe_settings(fashion_root).items() if k != "feature_cache"}
+        s.update(bad)
+        out = tmp_path / "x.json"
+        assert main(["linear", "--checkpoint", str(ckpt), "--settings", json.dumps(s), "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err and not out.exists()

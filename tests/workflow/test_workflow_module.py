@@ -159,6 +159,47 @@ def test_table_rows_read_the_right_metrics(m: Matrix) -> None:
     assert specs.cost_inputs(m) == [m.export_dir(e, 0) for e in ["dino_r50", "dino_vit_s", "mokd_r50_vit_s"]]
 
 
+@pytest.mark.parametrize("where, value, message", [
+    ("protocols.linear.settings", {"epoch": 3},
+     "config key 'protocols.linear.settings.epoch': unknown key(s) ['epoch'] (did you mean 'epochs'?)"),
+    ("protocols.linear.settings", {"epochs": -1}, "config key 'protocols.linear.settings.epochs' must be >= 1, got -1"),
+    ("protocols.semi1.settings", {"subset": {"fraction": 2}},
+     "config key 'protocols.semi1.settings.subset.fraction' must be <= 1, got 2"),
+    ("protocols.detection.settings", {"iteratoins": 5}, "(did you mean 'iterations'?)"),
+    ("protocols.knn.settings", {"ks": [0]}, "config key 'protocols.knn.settings.ks[0]' must be >= 1, got 0"),
+    ("figures.f4_tsne.settings", {"perplexity": 0}, "config key 'figures.f4_tsne.settings.perplexity' must be > 0"),
+    ("figures.f5_attention.settings", {"n_image": 8}, "(did you mean 'n_images'?)"),
+])
+def test_evaluation_settings_are_checked_before_any_job(where: str, value: dict[str, Any], message: str) -> None:
+    """A protocol's or figure's setting is checked against its command's schema when the workflow is read,
+    naming the full key: a misspelled or out-of-range setting no longer fails in its job after pre-training."""
+    section, name, _ = where.split(".")
+    config = load("test")
+    config[section][name]["settings"].update(value)
+    with pytest.raises(ConfigError) as err:
+        settings.check_evaluation_settings(Matrix(config))
+    assert message in str(err.value)
+    settings.check_evaluation_settings(Matrix(load("test")))
+    settings.check_evaluation_settings(Matrix(load("paper")))
+
+
+def test_a_valid_coco_folder_is_checked_as_a_coco_set(tmp_path: Path) -> None:
+    """A user's COCO path (root only; the paper config says `name: coco`) is checked as a COCO folder."""
+    coco = tmp_path / "coco"
+    for split in ("train2017", "val2017"):
+        (coco / split).mkdir(parents=True)
+        (coco / split / "000000000001.jpg").write_bytes(b"")
+        (coco / "annotations").mkdir(exist_ok=True)
+        (coco / "annotations" / f"instances_{split}.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    config = load("paper", datasets={"coco": {"spec": {"root": str(coco)}}})
+    assert config["datasets"]["coco"]["spec"] == {"name": "coco", "root": str(coco)}
+    problems = configs.missing_user_datasets({"coco": config["datasets"]["coco"]})
+    assert problems == []
+    (coco / "annotations" / "instances_val2017.json").unlink()
+    problems = configs.missing_user_datasets({"coco": config["datasets"]["coco"]})
+    assert len(problems) == 1 and problems[0].startswith("dataset 'coco' (val): COCO path") and "instances_val2017.json" in problems[0]
+
+
 def test_linear_cells_say_what_they_report(m: Matrix) -> None:
     """The paper scale reports the best of the evaluations every 5 epochs (authors), the CPU scales the last
     epoch: each table with linear cells says which, once per linear protocol; a k-NN-only table says nothing."""

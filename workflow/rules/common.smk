@@ -37,8 +37,9 @@ config.update(_cfg)
 M = Matrix(config)
 try:
     M.check()  # every name the matrix uses is defined
+    settings.check_evaluation_settings(M)  # every protocol's and figure's settings, against its command's schema
 except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
+    raise WorkflowError(f"invalid config: {exc}") from None
 
 R = M.results
 SCALE = M.scale
