@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mokd.config import config_hash
+from mokd.config import config_hash, validate
 from mokd.workflow.matrix import Matrix
 from mokd.workflow.settings import pretrain_config, protocol_settings
 from mokd.workflow.table_specs import TABLES
@@ -64,9 +64,8 @@ def protocol_notes(m: Matrix, rows: list[dict[str, Any]]) -> list[str]:
     for name in protocols:
         if name not in m.protocols or m.protocols[name]["command"] != "linear":
             continue
-        s = protocol_settings(m, name)
-        report = s.get("report", "best")
-        every = s.get("val_every", 5)
+        s = validate(m.protocols[name]["settings"], "linear")  # the schema's defaults where the config is silent
+        report, every = s["report"], s["val_every"]
         if report == "best":
             notes.append(f"Linear probe ({name}): the best val top-1 of the evaluations every {every} epochs, as the "
                          "authors' eval_linear.py reports it (the last epoch's is top1_last in each metrics file).")
