@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "table": ("mokd.tables.build", "build one results table (Markdown, LaTeX and HTML)"),
     "curves": ("mokd.eval.curves", "pre-training curves: loss terms and teacher entropy of every run"),
     "verify": ("mokd.commands.verify", "report tables and metrics files that no longer match what they were built from"),
+    "summary": ("mokd.commands.summary", "a finished run in a few lines: collapsed teachers, DINO gains, where the tables are"),
 }
 
 

@@ -11,28 +11,45 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mokd.config import load_yaml
 from mokd.workflow.configs import resolve_layer
 
 CONFIGFILE_OPTIONS = ("--configfile", "--configfiles")
+CONFIG_OPTIONS = ("--config", "-C")
 
 
-def configfiles_of(snakemake_args: Sequence[str]) -> list[str]:
-    """The files given to --configfile / --configfiles in a Snakemake command line (as Snakemake reads
-    them: every value up to the next option, or `--configfile=FILE`)."""
-    files: list[str] = []
+def option_values(snakemake_args: Sequence[str], options: Sequence[str]) -> list[str]:
+    """The values given to `options` in a Snakemake command line (as Snakemake reads them: every value up
+    to the next option, or `--option=VALUE`)."""
+    values: list[str] = []
     taking = False
     for arg in snakemake_args:
         option, eq, value = arg.partition("=")
-        if option in CONFIGFILE_OPTIONS:
+        if option in options:
             taking = not eq
-            files += [value] if eq else []
+            values += [value] if eq else []
         elif arg.startswith("-"):
             taking = False
         elif taking:
-            files.append(arg)
-    return files
+            values.append(arg)
+    return values
+
+
+def configfiles_of(snakemake_args: Sequence[str]) -> list[str]:
+    """The files given to --configfile / --configfiles in a Snakemake command line."""
+    return option_values(snakemake_args, CONFIGFILE_OPTIONS)
+
+
+def config_overrides_of(snakemake_args: Sequence[str]) -> dict[str, Any]:
+    """The `--config KEY=VALUE ...` overrides of a Snakemake command line, parsed by Snakemake's own parser."""
+    entries = option_values(snakemake_args, CONFIG_OPTIONS)
+    if not entries:
+        return {}
+    from snakemake.cli import parse_config
+
+    return dict(parse_config(entries))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@ A run's log (`mokd.engine`, one JSON record per logged step: {"step", "epoch", "
 "teacher_entropy"}}) gives two panels, one above the other: the loss terms of each model (nats), and
 the teacher entropy of each model (nats) with ln K dashed. An entropy that climbs to ln K is a teacher
 collapsing to the uniform output; one that falls to 0 collapses to a single dimension. Both are
-flagged in the panel title and in the metrics JSON beside the PNG and PDF.
+flagged in the panel title and in the metrics JSON beside the PNG and PDF (the definition, shared
+with the tables' marks and the run summary: mokd/collapse.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from mokd.atomic import write_text
+from mokd.collapse import DEFAULT_WARNING, collapse_state, read_log
 from mokd.config import ConfigError, config_hash
 from mokd.provenance import code_version, now
 
-LOW_ENTROPY = 0.05  # fraction of ln K under which a teacher is called collapsed to one dimension
 LINESTYLES = ("-", "--", ":", "-.")
 
 
@@ -33,24 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", required=True, help="JSON: {scale, runs: [{name, title, log, out_dim, models}]}")
     parser.add_argument("--out", required=True, help="metrics JSON to write (the PNG and PDF go beside it)")
     parser.add_argument("--dpi", type=int, default=150, help="PNG resolution")
-
-
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a log.jsonl in step order; a missing file or a bad line is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pre-training log not found: {path}")
-    records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{i}: not a JSON record: {exc}") from exc
-    if not records:
-        raise ConfigError(f"pre-training log {path} has no records")
-    return sorted(records, key=lambda r: r["step"])
 
 
 def series(records: list[dict[str, Any]], model: str) -> dict[str, tuple[list[int], list[float]]]:
@@ -68,15 +51,6 @@ def series(records: list[dict[str, Any]], model: str) -> dict[str, tuple[list[in
     return out
 
 
-def collapse_state(entropy: float, ln_k: float, warning: float) -> str:
-    """"uniform" (entropy near ln K), "one-hot" (near 0) or "ok" for a final teacher entropy."""
-    if entropy > warning * ln_k:
-        return "uniform"
-    if entropy < LOW_ENTROPY * ln_k:
-        return "one-hot"
-    return "ok"
-
-
 def summarise(run: dict[str, Any]) -> dict[str, Any]:
     """Per model: the curves and its final values, ln K, and the collapse state."""
     records = read_log(run["log"])
@@ -87,7 +61,7 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         if "teacher_entropy" not in curves:
             raise ConfigError(f"{run['log']}: no teacher_entropy of model {model!r}")
         final = {k: ys[-1] for k, (_, ys) in curves.items()}
-        state = collapse_state(final["teacher_entropy"], ln_k, float(run.get("collapse_warning", 0.98)))
+        state = collapse_state(final["teacher_entropy"], ln_k, float(run.get("collapse_warning", DEFAULT_WARNING)))
         models[model] = {"label": label, "curves": curves, "final": final, "collapse": state}
     return {"name": run["name"], "title": run["title"], "ln_k": ln_k, "steps": records[-1]["step"] + 1,
             "models": models}

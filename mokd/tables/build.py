@@ -17,7 +17,9 @@ SPEC is a JSON file or an inline JSON string (one that starts with "{"):
      "columns": [{"key": "knn_dino", "label": "k-NN DINO", "decimals": 1}, ...],   # decimals optional
      "derived": [{"key": "knn_gain", "label": "k-NN Δ", "minus": ["knn_mokd", "knn_dino"]}],  # optional
      "rows": [{"key": "R50@R50-ViT-S", "label": "R50 (R50–ViT-S)",
-               "cells": {"knn_dino": {"metrics": "results/.../knn.json", "value": "metrics.top1"}}}]}
+               "cells": {"knn_dino": {"metrics": "results/.../knn.json", "value": "metrics.top1"}}}],
+     "runs": [{"name": "dino_r50", "seed": 0, "log": "results/.../log.jsonl", "out_dim": 1024,   # optional
+               "models": {"r50": {"label": "R50", "teacher": "results/.../export/teacher_r50.pt"}}}]}
 
 A cell reads our value from its metrics JSON at the dotted path `value` (default "metrics.top1"; a
 list element by its index); the value is a number or a text ("97+94"). A `metrics` list reads the
@@ -37,8 +39,10 @@ matches the page. A derived column computes `a − b` of its two `minus` columns
 derived), for ours and for reported separately, and stands right after the later of the two; its
 reported value takes the lowest confidence of the two. Where both columns hold the same seeds, our
 derived value is mean ± std (n) of the per-seed differences (its mean: the difference of the shown means). Low-confidence reported values are flagged
-with † and explained, with their source, in the notes. A caption ending in "Models: A = x; B = y."
-keeps the model names and moves that legend to a list under the table. Footer defaults: code_version of this checkout, config_hash of the spec itself.
+with † and explained, with their source, in the notes. A cell whose metrics file (in any seed) records
+a teacher of `runs` that ended collapsed (by its log: mokd/collapse.py) is marked ‡ in every view, as
+is every derived value using it, and a note names the collapsed teachers (mokd/tables/marks.py). A
+caption ending in "Models: A = x; B = y." keeps the model names and moves that legend to a list under the table. Footer defaults: code_version of this checkout, config_hash of the spec itself.
 Bad input (spec, metrics, reported CSV) exits with code 2 and a message naming the file/row/column; a
 damaged metrics file, or one edited after its job wrote it (its seal: mokd/seal.py), is refused naming
 the file to delete and the command that makes it again. Every file written ends with a comment listing
@@ -62,6 +66,7 @@ from mokd.config import ConfigError, config_hash, validate
 from mokd.provenance import code_version
 from mokd.tables import inputs
 from mokd.tables.cells import FLAG, Cell, Value, fmt_value, number_of, round_half_up
+from mokd.tables.marks import CollapseMarks
 from mokd.tables.metrics import MetricsFiles
 from mokd.tables.reported import CONFIDENCES, Reported, TableError, load_reported, lookup
 from mokd.tables.render import render_html, render_latex, render_markdown
@@ -232,9 +237,12 @@ def derive_reported(a: Reported | None, b: Reported | None) -> Reported | None:
     return Reported(float(a.value) - float(b.value), sources, confidence)
 
 
-def compute_cells(spec: dict[str, Any], reported: pd.DataFrame, files: MetricsFiles) -> dict[str, dict[str, Cell]]:
-    """Cells per row key and column key (base then derived); our numbers rounded as they are shown."""
+def compute_cells(spec: dict[str, Any], reported: pd.DataFrame, files: MetricsFiles,
+                  marks: CollapseMarks | None = None) -> dict[str, dict[str, Cell]]:
+    """Cells per row key and column key (base then derived); our numbers rounded as they are shown; a cell
+    from a collapsed teacher (`marks`), or derived from one, flagged `collapsed`."""
     table = spec["id"].upper()
+    marks = marks or CollapseMarks([])
     out: dict[str, dict[str, Cell]] = {}
     for row in spec["rows"]:
         cells: dict[str, Cell] = {}
@@ -244,12 +252,14 @@ def compute_cells(spec: dict[str, Any], reported: pd.DataFrame, files: MetricsFi
             ours = round_half_up(our_value(spec_cell, files, where), d)
             gain = round_half_up(gain_over_reference(spec_cell, files, where), d)
             seeds = seed_numbers(spec_cell, files, where)
-            cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain, seeds)
+            collapsed = marks.reads_collapsed(spec_cell, files, where)
+            cells[col["key"]] = Cell(ours, lookup(reported, table, row["key"], col["key"]), gain, seeds, collapsed)
         for col in spec["derived"]:
             a, b = (cells[k] for k in col["minus"])
             paired = _paired(a, b)
             ours = _minus(a, b, paired, _decimals(spec, col))
-            cells[col["key"]] = Cell(ours, derive_reported(a.reported, b.reported), None, paired)
+            cells[col["key"]] = Cell(ours, derive_reported(a.reported, b.reported), None, paired,
+                                     a.collapsed or b.collapsed)
         out[row["key"]] = cells
     return out
 
@@ -313,20 +323,22 @@ class Rendered:
 
 def build_table(spec: dict[str, Any], reported: pd.DataFrame) -> Rendered:
     """The views and renderings of a validated spec."""
-    files = MetricsFiles()
-    cells = compute_cells(spec, reported, files)
+    files, marks = MetricsFiles(), CollapseMarks(spec["runs"])
+    cells = compute_cells(spec, reported, files, marks)
     views = build_views(spec, cells)
-    notes, footer = table_notes(spec, cells), footer_line(spec)
+    collapse = [note] if (note := marks.note()) else []
+    notes, footer = [*table_notes(spec, cells), *collapse], footer_line(spec)
     caption, models = full_caption(spec)
     md = render_markdown(spec["title"], caption, views, notes, models, footer)
     page = render_html(spec["title"], caption, views, notes, models, footer)
     ours, paper = views[:2]
     title, resize = latex_title(spec), spec["latex_resize"]
     model_note = [f"Models: {'; '.join(models)}."] if models else []
-    tex = render_latex(ours, spec["id"], title, caption, [ours.legend, *spec["notes"], *model_note, footer], resize)
+    tex = render_latex(ours, spec["id"], title, caption, [ours.legend, *spec["notes"], *collapse, *model_note, footer],
+                       resize)
     for view in views[2:]:  # the gain over the random initialisation, a float of its own in the same file
         tex += "\n" + render_latex(view, f"{spec['id']}_{view.name}", f"{title} {view.heading}.", caption,
-                                   [view.legend, *model_note, footer], resize)
+                                   [view.legend, *collapse, *model_note, footer], resize)
     tex_paper = render_latex(paper, f"{spec['id']}_vs_paper", f"{title} Published values and Δ.", caption,
                              [paper.legend, *notes, *model_note, footer], resize)
     return Rendered(views, md, tex, tex_paper, page, files.hashes)

@@ -29,6 +29,7 @@ class Cell:
     reported: Reported | None
     gain: Value = None  # ours − the cell's reference (a random initialisation), paired by seed
     seeds: tuple[float, ...] = ()  # the per-seed numbers behind a mean ± std (n), for paired differences
+    collapsed: bool = False  # our value comes (in some seed) from a teacher that ended collapsed (marks.py)
 
     @property
     def delta(self) -> float | None:

@@ -18,7 +18,7 @@ from mokd.tables.views import View
 _LATEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-    ">": r"\textgreater{}", "Δ": r"$\Delta$", "−": "$-$", "–": "--", "—": "---", "†": r"$^\dagger$",
+    ">": r"\textgreater{}", "Δ": r"$\Delta$", "−": "$-$", "–": "--", "—": "---", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
     "±": r"$\pm$", "×": r"$\times$", "≈": r"$\approx$", "→": r"$\rightarrow$", "·": r"$\cdot$",
 }
 

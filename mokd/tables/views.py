@@ -20,6 +20,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from mokd.tables.cells import FLAG, NO_VALUE, UNKNOWN, Cell, fmt_reported, fmt_signed, fmt_value
+from mokd.tables.marks import LEGEND as MARK_LEGEND
+from mokd.tables.marks import MARK
 
 OURS_HEADING = "Ours (regenerated)"
 PAPER_HEADING = "Paper: published value (Δ = ours − paper)"
@@ -97,16 +99,40 @@ def _frame(spec: dict[str, Any], cells: dict[str, dict[str, Cell]], show: Callab
     return frame, [("", spec["row_header"])] + column_groups([c["label"] for c in cols])
 
 
+def _has_ours(cell: Cell) -> bool:
+    return cell.ours is not None
+
+
+def _has_delta(cell: Cell) -> bool:
+    return cell.delta is not None
+
+
+def _has_gain(cell: Cell) -> bool:
+    return cell.gain is not None
+
+
+def _marked(show: Callable[[Cell, int], str], uses_ours: Callable[[Cell], bool]) -> Callable[[Cell, int], str]:
+    """`show`, with the collapse mark after a cell whose shown value uses our value from a collapsed teacher."""
+    return lambda cell, d: show(cell, d) + (MARK if cell.collapsed and uses_ours(cell) else "")
+
+
+def _legend(legend: str, cells: dict[str, dict[str, Cell]], uses_ours: Callable[[Cell], bool]) -> str:
+    marked = any(c.collapsed and uses_ours(c) for row in cells.values() for c in row.values())
+    return legend + (MARK_LEGEND if marked else "")
+
+
 def build_views(spec: dict[str, Any], cells: dict[str, dict[str, Cell]]) -> list[View]:
-    """[ours, paper] and, when a cell has a reference, [gain]: the same rows and columns, one value per cell."""
-    ours = _frame(spec, cells, lambda cell, d: fmt_value(cell.ours, d))
-    paper = _frame(spec, cells, fmt_reported)
+    """[ours, paper] and, when a cell has a reference, [gain]: the same rows and columns, one value per cell.
+    A value that uses ours from a collapsed teacher (ours, Δ, the gain) is marked in every view."""
+    ours = _frame(spec, cells, _marked(lambda cell, d: fmt_value(cell.ours, d), _has_ours))
+    paper = _frame(spec, cells, _marked(fmt_reported, _has_delta))
     flagged = any(c.reported is not None and c.reported.flagged for row in cells.values() for c in row.values())
-    legend = PAPER_LEGEND + (FLAG_LEGEND if flagged else "")
-    views = [View("ours", OURS_HEADING, OURS_LEGEND, *ours), View("paper", PAPER_HEADING, legend, *paper)]
+    legend = _legend(PAPER_LEGEND + (FLAG_LEGEND if flagged else ""), cells, _has_delta)
+    views = [View("ours", OURS_HEADING, _legend(OURS_LEGEND, cells, _has_ours), *ours),
+             View("paper", PAPER_HEADING, legend, *paper)]
     if any(c.gain is not None for row in cells.values() for c in row.values()):
-        gain = _frame(spec, cells, lambda cell, d: fmt_signed(cell.gain, d))
-        views.append(View("vs_random", GAIN_HEADING, GAIN_LEGEND, *gain))
+        gain = _frame(spec, cells, _marked(lambda cell, d: fmt_signed(cell.gain, d), _has_gain))
+        views.append(View("vs_random", GAIN_HEADING, _legend(GAIN_LEGEND, cells, _has_gain), *gain))
     return views
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mokd.config import validate
 from mokd.workflow.figures import figure_kind, figure_members, figure_settings
 from mokd.workflow.matrix import Matrix
-from mokd.workflow.settings import pretrain_config
+from mokd.workflow.run_logs import run_log
 from mokd.workflow.specs import cost_inputs, table_inputs
 from mokd.workflow.targets import built_figures, built_tables
 
@@ -23,15 +22,22 @@ def shown_figure_settings(m: Matrix, fig: str) -> dict[str, Any]:
     return s
 
 
-def pretrained_runs(m: Matrix) -> list[str]:
-    """The experiments this scale pre-trains (those its built tables and figures read), in the matrix's order
-    (random initialisations are not pre-trained)."""
+def pretrained_run_seeds(m: Matrix) -> list[tuple[str, int]]:
+    """Every pre-training (experiment, seed) this scale's built tables and figures read, in the matrix's order
+    then by seed: a table's runs at every seed, figures and Table S3's cost at the first (random
+    initialisations are not pre-trained)."""
     tables = built_tables(m.config)
-    used = {parsed[0] for t in tables for f in table_inputs(m, t) if (parsed := m.parse_metrics(f))}
+    used = {(parsed[0], parsed[1]) for t in tables for f in table_inputs(m, t) if (parsed := m.parse_metrics(f))}
     if "s3" in tables:
-        used |= {Path(d).parts[-3] for d in cost_inputs(m)}  # .../pretrain/<exp>/seed<k>/export
-    used |= {member[0] for f in built_figures(m.config) for member in figure_members(m, f)}
-    return [e for e in m.experiments if e in used]
+        used |= {(Path(d).parts[-3], m.first_seed) for d in cost_inputs(m)}  # .../pretrain/<exp>/seed<k>/export
+    used |= {(member[0], m.first_seed) for f in built_figures(m.config) for member in figure_members(m, f)}
+    order = list(m.experiments)
+    return sorted((r for r in used if r[0] in m.experiments), key=lambda r: (order.index(r[0]), r[1]))
+
+
+def pretrained_runs(m: Matrix) -> list[str]:
+    """The experiments this scale pre-trains (those its built tables and figures read), in the matrix's order."""
+    return list(dict.fromkeys(exp for exp, _ in pretrained_run_seeds(m)))
 
 
 def curves_settings(m: Matrix) -> dict[str, Any]:
@@ -40,13 +46,10 @@ def curves_settings(m: Matrix) -> dict[str, Any]:
     runs = []
     for exp in pretrained_runs(m):
         roles = m.experiments[exp]["models"]
-        cfg = validate(pretrain_config(m, exp), "pretrain")  # defaults filled (collapse_warning)
         runs.append({
             "name": exp,
             "title": f"DINO {m.label(roles[0])}" if len(roles) == 1 else f"MOKD {m.pair_label(exp)}",
-            "log": f"{m.run_dir(exp, m.first_seed)}/log.jsonl",
-            "out_dim": cfg["out_dim"],
-            "collapse_warning": cfg["collapse_warning"],
+            **run_log(m, exp, m.first_seed),
             "models": {r: m.label(r) for r in roles},
         })
     return {"scale": m.scale, "runs": runs}

@@ -8,6 +8,7 @@ from typing import Any
 
 from mokd.config import config_hash, validate
 from mokd.workflow.matrix import Matrix
+from mokd.workflow.run_logs import run_log
 from mokd.workflow.settings import pretrain_config, protocol_settings
 from mokd.workflow.table_specs import TABLES
 
@@ -30,6 +31,26 @@ def cell_files(rows: list[dict[str, Any]]) -> list[str]:
                 paths = part.get("metrics")
                 files += paths if isinstance(paths, list) else ([paths] if paths else [])
     return files
+
+
+def run_teachers(m: Matrix, rows: list[dict[str, Any]]) -> dict[tuple[str, int], list[str]]:
+    """{(experiment, seed): the models whose teachers these rows' cells read}, in the order first read; not
+    the random initialisations (no pre-training, no log) nor files outside eval/ (Table S3's cost)."""
+    runs: dict[tuple[str, int], list[str]] = {}
+    for path in cell_files(rows):
+        parsed = m.parse_metrics(path)
+        if parsed is not None and m.random_role(parsed[0]) is None:
+            roles = runs.setdefault((parsed[0], parsed[1]), [])
+            roles += [] if parsed[2] in roles else [parsed[2]]
+    return runs
+
+
+def table_runs(m: Matrix, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The spec's `runs`: per pre-training run whose teachers the cells read, its log, K, collapse_warning
+    and those teachers, so that the table marks the cells of a teacher that ended collapsed."""
+    return [{"name": exp, "seed": seed, **run_log(m, exp, seed),
+             "models": {r: {"label": m.label(r), "teacher": m.teacher(exp, r, seed)} for r in roles}}
+            for (exp, seed), roles in run_teachers(m, rows).items()]
 
 
 def table_config_hash(m: Matrix, rows: list[dict[str, Any]]) -> str:
@@ -87,6 +108,7 @@ def table_spec(m: Matrix, table: str, code_version: str) -> dict[str, Any]:
         "columns": [{"key": k, "label": label} for k, label in body.columns],
         "derived": [{"key": k, "label": label, "minus": list(minus)} for k, label, minus in body.derived],
         "rows": body.rows,
+        "runs": table_runs(m, body.rows),
         "notes": [seeds_note(m), *body.notes, *protocol_notes(m, body.rows)],
         "decimals": body.decimals,
         "footer": {"config_hash": table_config_hash(m, body.rows), "code_version": code_version},
@@ -97,6 +119,13 @@ def table_inputs(m: Matrix, table: str) -> list[str]:
     """Every metrics file a table reads (its rows only: no footer, no config hash)."""
     entry = TABLES[table]
     return sorted(set(cell_files(entry.build(m, m.config["tables"][table]).rows)))
+
+
+def table_run_exports(m: Matrix, table: str) -> list[str]:
+    """The export folders of the runs whose teachers a table's cells read: a run's log is complete once its
+    export exists, and a rerun of the run rebuilds the table's marks."""
+    rows = TABLES[table].build(m, m.config["tables"][table]).rows
+    return sorted({m.export_dir(exp, seed) for exp, seed in run_teachers(m, rows)})
 
 
 def cost_inputs(m: Matrix) -> list[str]:

@@ -9,6 +9,7 @@ into a standalone document that loads only the packages the file's header says i
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -34,6 +35,22 @@ def metrics_of(i: int) -> dict:
     ap = {f"{k}_{t}": 30.0 + i for k in ("AP", "AP50", "AP75") for t in ("bbox", "segm")}
     cost = {"train_time_h_text": f"0.0{i % 10}+0.01", "peak_memory_gb_text": "0.25"}
     return {"metrics": {"top1": 40.0 + i * 0.37, "top5": 80.0, **ap, "rows": {"DINO": cost, "MOKD": cost}}}
+
+
+def teacher_of(metrics: str) -> list[str]:
+    """The teacher an evaluation's metrics file records (`checkpoints`), by the workflow's layout."""
+    m = re.search(r"^(.*)/eval/([^/]+)/seed(\d+)/([^/]+)/[^/]+\.json$", metrics)
+    return [f"{m[1]}/pretrain/{m[2]}/seed{m[3]}/export/teacher_{m[4]}.pt"] if m else []
+
+
+def write_logs(args: list[str], collapsed: str) -> None:
+    """A log.jsonl for every run a table job reads: experiment `collapsed` ends uniform (its cells are
+    marked ‡), the others at half of ln K."""
+    for run in json.loads(args[args.index("--spec") + 1])["runs"]:
+        ln_k = math.log(run["out_dim"])
+        end = {r: (0.999 if run["name"] == collapsed else 0.5) * ln_k for r in run["models"]}
+        Path(run["log"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(run["log"]).write_text(json.dumps({"step": 1, "epoch": 0, **{r: {"teacher_entropy": e} for r, e in end.items()}}))
 
 
 def table_jobs(out: str) -> dict[str, list[str]]:
@@ -82,7 +99,9 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     jobs["t1_flagged"][jobs["t1_flagged"].index("--reported") + 1] = str(flagged)
     for i, path in enumerate(sorted(set().union(*map(metrics_files, jobs.values())))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(metrics_of(i)))
+        Path(path).write_text(json.dumps({**metrics_of(i), "checkpoints": teacher_of(path)}))
+    for args in jobs.values():
+        write_logs(args, collapsed="dino_r50")
     texs = {}
     cwd = Path.cwd()
     os.chdir(REPO)  # the jobs' relative paths (config/reported.csv) are the workflow's
@@ -96,10 +115,11 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
 
 
 def test_tables_cover_every_markup(tables: dict[str, list[Path]]) -> None:
-    """The compiled set holds multi-column groups, Δ, notes in small print, a resize box and, in the
-    paper's view where the job writes one, the † of a low-confidence reported value."""
+    """The compiled set holds multi-column groups, Δ, notes in small print, a resize box, the ‡ of a cell
+    from a collapsed teacher and, in the paper's view where the job writes one, the † of a low-confidence
+    reported value."""
     text = "\n".join(p.read_text() for files in tables.values() for p in files)
-    for token in ("\\multicolumn", "\\cmidrule", "$\\Delta$", "\\footnotesize", "\\resizebox"):
+    for token in ("\\multicolumn", "\\cmidrule", "$\\Delta$", "\\footnotesize", "\\resizebox", "$^\\ddagger$"):
         assert token in text, token
     paper_views = [p for p in tables["t1_flagged"] if p.stem.endswith("_vs_paper")]
     if paper_views:  # the view with the paper's values flags the low-confidence one

@@ -229,6 +229,28 @@ def test_every_cell_runs_per_seed_beside_its_random_initialisation() -> None:
     assert paper.seeds == [0] and all("reference" not in c for c in row["cells"].values())
 
 
+def test_a_table_names_the_runs_whose_teachers_its_cells_read() -> None:
+    """The spec's `runs` (what marks a cell from a collapsed teacher): every pre-trained run and seed of
+    the cells, with its log, K, collapse_warning and teachers; never a random initialisation."""
+    from mokd.tables.build import validate_spec
+
+    m = Matrix(load("test", scale={"seeds": [3, 1]}))
+    spec = specs.table_spec(m, "t1", "v0")
+    runs = {(r["name"], r["seed"]): r for r in spec["runs"]}
+    exps = ["dino_r50", "mokd_r50_vit_s", "dino_vit_s", "mokd_r50_r18", "dino_r18", "mokd_vit_s_vit_t", "dino_vit_t"]
+    assert set(runs) == {(e, s) for e in exps for s in (3, 1)}  # t1's pairs and baselines, no random_<model>
+    assert runs[("dino_r50", 1)] == {
+        "name": "dino_r50", "seed": 1, "log": f"{m.results}/pretrain/dino_r50/seed1/log.jsonl",
+        "out_dim": m.config["pretrain"]["out_dim"], "collapse_warning": 0.98,
+        "models": {"r50": {"label": "R50", "teacher": m.teacher("dino_r50", "r50", 1)}}}
+    assert list(runs[("mokd_r50_vit_s", 3)]["models"]) == ["r50", "vit_s"]
+    assert validate_spec(spec)["runs"] == spec["runs"]
+    # The table job depends on those runs' exports (their logs are complete then), and on no other run.
+    assert specs.table_run_exports(m, "t1") == sorted(m.export_dir(e, s) for e, s in runs)
+    s2 = specs.table_spec(m, "s2", "v0")  # S2 reads only the T-Head depth variants
+    assert {r["name"] for r in s2["runs"]} == set(m.config["tables"]["s2"]["depths"].values())
+
+
 def test_random_initialisation_runs_are_their_models_dino_config(m: Matrix) -> None:
     rand = settings.pretrain_config(m, "random_r50", 4)
     assert rand == settings.pretrain_config(m, "dino_r50", 4) and rand["seed"] == 4

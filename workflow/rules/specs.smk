@@ -7,6 +7,7 @@ from mokd.workflow.targets import all_targets as _all_targets, named_targets
 
 table_spec = partial(specs.table_spec, M, code_version=CODE_VERSION)
 table_inputs = partial(specs.table_inputs, M)
+table_run_exports = partial(specs.table_run_exports, M)
 cost_metrics = M.cost_metrics
 cost_inputs = partial(specs.cost_inputs, M)
 cost_settings = partial(specs.cost_settings, M)

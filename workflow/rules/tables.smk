@@ -8,6 +8,8 @@
 rule table:
     input:
         lambda w: table_inputs(w.table),
+        # the runs' exports: their logs say which cells come from a teacher that ended collapsed (marked)
+        lambda w: table_run_exports(w.table),
         reported="config/reported.csv",
     output:
         md=report(f"{R}/tables/table_{{table}}.md", **table_item("Markdown: ours, then paper and Δ")),
