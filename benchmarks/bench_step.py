@@ -477,6 +477,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--loader-batches", type=int, default=10, help="batches timed after the loader's first")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic crops")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--dry-run", action="store_true", help="check the config and the options, say what would be measured")
     return ap.parse_args(argv)
 
 
@@ -486,6 +487,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not config_path.exists() and (REPO / config_path).exists():
         config_path = REPO / config_path
     wf = load_workflow_config(config_path)
+    if args.dry_run:  # no device needed: the configs are built and validated for the device asked for
+        pretrain_config(wf, list(args.pair), overrides={k: v for k, v in (("batch_size", args.batch),
+                        ("precision", args.precision)) if v})
+        variants = [get_variant(v.strip()).name for v in args.variants.split(",") if v.strip()]
+        print(f"would measure the {'-'.join(args.pair)} pair step against its DINO steps on {args.device or 'auto'} "
+              f"(variants {variants}, batch {args.batch or 'the config'})")
+        return {"dry_run": True}
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     threads = args.threads
     if threads is None and device.type == "cpu":

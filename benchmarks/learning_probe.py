@@ -220,6 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of each command")
     ap.add_argument("--work", default=None, help="run folder, one sub-folder per seed (default: benchmarks/out/probe/...)")
     ap.add_argument("--out", default=None, help="JSON file for the results (per seed and summary)")
+    ap.add_argument("--dry-run", action="store_true", help="check the config and the overrides, say what would run")
     return ap.parse_args(argv)
 
 
@@ -239,6 +240,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         warn = "WARNING: not held out; " if any(overlap.values()) else ""
         print(f"{warn}images {args.knn_protocol} shares with: {shared}", flush=True)
     seeds = args.seeds if args.seeds is not None else list(config["scale"]["seeds"])
+    if args.dry_run:
+        print(f"would pre-train {' + '.join(args.models)} for seeds {seeds} and compare its teachers' k-NN "
+              f"({args.knn_protocol}) with their random initialisations; overrides {args.set}")
+        return {"dry_run": True, "models": args.models, "seeds": seeds}
     root = REPO / "benchmarks" / "out" / "probe"
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--no-baselines", action="store_true", help="only the pair")
     ap.add_argument("--out", default=None, help="JSON file for every measurement")
+    ap.add_argument("--dry-run", action="store_true", help="check the config and the overrides, say what would run")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = validate(apply_overrides(load_workflow_config(args.config), args.set), load_yaml(WORKFLOW_SCHEMA))
@@ -188,7 +189,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = {f"MOKD {args.pair[0]}-{args.pair[1]}": pretrain_config(config, list(args.pair))}
     if not args.no_baselines:
         runs.update({f"DINO {role}": pretrain_config(config, [role]) for role in args.pair})
-    result: dict[str, Any] = {"config": args.config, "pair": args.pair, "overrides": args.set, "seed": config["pretrain"]["seed"], "runs": {}}
+    result: dict[str, Any] = {"config": args.config, "pair": args.pair, "overrides": args.set, "seed": config["pretrain"].get("seed", 0), "runs": {}}
+    if args.dry_run:
+        print(f"would diagnose {', '.join(runs)} (seed {result['seed']}), every {args.every} steps"
+              f"{f' for {args.steps} steps' if args.steps else ''}; overrides {args.set}")
+        return result
     with tempfile.TemporaryDirectory() as tmp:
         for n, (label, cfg) in enumerate(runs.items()):
             run = diagnose_run(cfg, args.every, Path(tmp) / f"run{n}", args.steps)

@@ -171,7 +171,9 @@ class Trainer:
             self.dist.rank, self.dist.world_size,
         )
         self.iters_per_epoch = self.data.iters_per_epoch
-        self.total_iters = self.iters_per_epoch * cfg["epochs"]
+        self.total_iters = self.iters_per_epoch * cfg["epochs"]  # the length every schedule is made for
+        # where this run stops: the whole schedule, or its first `max_steps` steps (a rehearsal)
+        self.run_iters = min(self.total_iters, cfg["max_steps"] or self.total_iters)
         self.models = [
             build_model_state(m, cfg, self.terms, self.device, self.dist, self.iters_per_epoch, self.precision)
             for m in cfg["models"]
@@ -302,13 +304,14 @@ class Trainer:
         if self.dist.is_main:
             print(
                 f"[mokd] {'resuming at step ' + str(self.step) if state else 'starting'}: "
-                f"{[m.name for m in self.models]}, terms {self.terms.names()}, {self.total_iters} steps, "
+                f"{[m.name for m in self.models]}, terms {self.terms.names()}, {self.run_iters} steps"
+                f"{f' of a {self.total_iters}-step schedule' if self.run_iters < self.total_iters else ''}, "
                 f"device {self.device}, precision {self.precision}, out {self.out_dir}",
                 file=sys.stderr,
             )
-        progress = _progress(self.total_iters, self.step, enabled=self.dist.is_main)
+        progress = _progress(self.run_iters, self.step, enabled=self.dist.is_main)
         try:
-            while self.step < self.total_iters:
+            while self.step < self.run_iters:
                 epoch, start_iter = divmod(self.step, self.iters_per_epoch)
                 warned = False
                 t_last = time.perf_counter()
@@ -321,7 +324,8 @@ class Trainer:
                     progress.update(1)
                     progress.set_postfix({m.name: f"{record[m.name]['loss']:.3f}" for m in self.models})
                     end_of_epoch = self.step % self.iters_per_epoch == 0
-                    if log and (self.step % self.cfg["log_every_iters"] == 0 or end_of_epoch or self.step == 1):
+                    last = self.step == self.run_iters
+                    if log and (self.step % self.cfg["log_every_iters"] == 0 or end_of_epoch or self.step == 1 or last):
                         log.write(json.dumps(record) + "\n")
                         log.flush()
                     if epoch >= 1 and not warned:
@@ -330,7 +334,9 @@ class Trainer:
                         return {"stopped_at": self.step}
                     if self.step % self.cfg["checkpoint_every_iters"] == 0 or end_of_epoch:
                         self.save_checkpoint()
-                    if should_stop is not None and self.step < self.total_iters and should_stop():
+                    if last:
+                        break
+                    if should_stop is not None and self.step < self.run_iters and should_stop():
                         self.save_checkpoint()
                         return {"stopped_at": self.step, "checkpointed": True}
         finally:

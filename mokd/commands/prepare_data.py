@@ -35,8 +35,9 @@ def add_arguments_for(command: str, parser: argparse.ArgumentParser) -> None:
     pf.add_argument("--root", required=True)
     pf.add_argument("--fashion-root", required=True, help="prepared Fashion-MNIST (prepare-data fashion-mnist)")
     pf.add_argument("--class-list", default="config/imagenet100_classes.txt", help="the ImageNet-100 wnids")
-    pf.add_argument("--train-per-class", type=int, default=4)
-    pf.add_argument("--val-per-class", type=int, default=2)
+    pf.add_argument("--classes-with-images", type=int, default=10, help="classes of each set that hold images")
+    pf.add_argument("--train-per-class", type=int, default=3)
+    pf.add_argument("--val-per-class", type=int, default=4)
     pf.add_argument("--image-size", type=int, default=96, help="short side of the ImageNet-layout images (px)")
 
 
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.what == "paper-fixtures":
         from mokd.data.paper_fixtures import build_paper_fixtures
 
-        out = build_paper_fixtures(args.root, args.fashion_root, args.class_list, train_per_class=args.train_per_class,
+        out = build_paper_fixtures(args.root, args.fashion_root, args.class_list,
+                                   classes_with_images=args.classes_with_images, train_per_class=args.train_per_class,
                                    val_per_class=args.val_per_class, image_size=args.image_size)
         print(f"paper-format fixtures ready in {out}: imagenet/ (train, val, splits), cifar/, coco/")
     return 0

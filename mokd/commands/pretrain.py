@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wait-for-run", action="store_true",
         help="if another process trains in --out, wait for it to end instead of failing (exit code 8)",
     )
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="check the config and the launch options, say what would run (and be submitted), train nothing",
+    )
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. epochs=2 models.0.lambda=0.1")
     launch.add_arguments(parser)
 
@@ -56,6 +60,8 @@ def load_pretrain_config(
 def run(args: argparse.Namespace) -> int:
     """Errors (bad config, missing data, unreadable checkpoint, NaN loss, full disk) reach mokd/cli.py,
     which prints them on one line with their exit code."""
+    if getattr(args, "dry_run", False):
+        return dry_run(args)
     if getattr(args, "launcher", "inprocess") != "inprocess":
         return run_launched(args)
     from mokd.distributed import env_dist_info
@@ -87,3 +93,28 @@ def run_launched(args: argparse.Namespace) -> int:
         debug=getattr(args, "debug", False), wait_for_run=args.wait_for_run,
     )
     return launch.submit_and_wait(job, opts)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """What `run` would do, checked (config, launch options, the dataset's files) and said on stdout."""
+    from mokd.data import check_dataset
+    from mokd.objective import ActiveTerms
+
+    cfg = load_pretrain_config(args.config, args.overrides, args.settings)
+    opts = launch.options_from_args(args).resolved(args.out)
+    opts.check()
+    check_dataset(cfg["data"], "train")
+    models = " + ".join(f"{m['name']} ({m['backbone']['arch']})" for m in cfg["models"])
+    stop = f", stopping after {cfg['max_steps']} steps" if cfg["max_steps"] else ""
+    terms = ActiveTerms.from_config(cfg["losses"], len(cfg["models"])).names()
+    print(f"would train {models}: {cfg['epochs']} epochs of batch {cfg['batch_size']}{stop}, terms {terms}, "
+          f"into {args.out}")
+    if opts.launcher == "inprocess":
+        print("in this process")
+    else:
+        where = "this machine (submitit's local executor)" if opts.launcher == "submitit-local" else "a SLURM job"
+        print(f"as {where}: {opts.nodes} node(s) x {opts.tasks_per_node} task(s), {opts.gpus_per_node} GPU(s) and "
+              f"{opts.cpus_per_task} CPU(s) per task, memory {opts.mem_gb or 'default'} GB per node, time limit "
+              f"{opts.timeout_min} min (requeued up to {opts.max_num_timeout} times), partition "
+              f"{opts.partition or 'default'}, account {opts.account or 'none'}, logs in {opts.log_folder}")
+    return 0

@@ -7,20 +7,21 @@ brings:
 Under `root`:
 - `imagenet/train/<wnid>/<wnid>_<k>.JPEG`, `imagenet/val/<wnid>/ILSVRC2012_val_<8 digits>.JPEG`: the
   layout the paper's ImageFolder loaders read (ILSVRC-2012's val archive is flat: it must be arranged
-  in class folders, mokd/data/imagefolder.py says how). The classes are the 100 wnids of
+  in class folders, mokd/data/imagefolder.py says how). The class folders are the 100 wnids of
   config/imagenet100_classes.txt and the first `extra_classes` ImageNet-1k wnids not among them, so
   that the ImageNet-100 subset selects real classes out of a larger set. Images of varying aspect ratio.
 - `imagenet/splits/1percent.txt`, `10percent.txt`: SimCLR's semi-supervised split files (one
-  `<wnid>_<k>.JPEG` per line).
+  `<wnid>_<k>.JPEG` per line; 2 and 3 images per class with images here).
 - `cifar/cifar-10-batches-py/` (data_batch_1..5, test_batch, batches.meta) and
   `cifar/cifar-100-python/` (train, test, meta): CIFAR's python pickles as distributed.
 - `coco/{train2017,val2017}/<12 digits>.jpg` and `coco/annotations/instances_{train,val}2017.json`:
   COCO 2017's layout, with polygon masks, compressed-RLE masks and crowd regions (iscrowd 1,
   uncompressed RLE), from mokd/data/coco_synthetic.py's canvases.
 
-Each Fashion-MNIST class stands in for every tenth class of a set (class c draws images of class
-c mod 10, never the same image twice): the files are real images in the real formats, not a
-learnable ImageNet. `fixtures.json` records the parameters; the same call on an existing set with the
+Every class of each set exists (its label space is the real one: 110 ImageNet folders, CIFAR-100's 100
+classes), and the first `classes_with_images` (10) of each hold images: the work of a rehearsal stays
+small. Fashion-MNIST class c mod 10 stands in for class c (never the same image twice): the files are
+real images in the real formats, not a learnable ImageNet. `fixtures.json` records the parameters; the same call on an existing set with the
 same parameters does nothing.
 """
 
@@ -54,7 +55,8 @@ CIFAR100_COARSE_NAMES = tuple("""aquatic_mammals fish flowers food_containers fr
 household_electrical_devices household_furniture insects large_carnivores large_man-made_outdoor_things
 large_natural_outdoor_scenes large_omnivores_and_herbivores medium_mammals non-insect_invertebrates people
 reptiles small_mammals trees vehicles_1 vehicles_2""".split())
-SEMI_SPLITS = {"1percent.txt": 0.01, "10percent.txt": 0.10}
+# SimCLR's split files: images per populated class (at least 2: the lr search holds out one per class)
+SEMI_SPLITS = {"1percent.txt": 2, "10percent.txt": 3}
 
 
 def read_class_list(path: str | Path) -> list[str]:
@@ -83,16 +85,17 @@ class _Source:
         return image.convert("RGB")
 
 
-def _imagenet(out: Path, fashion_root: Path, wnids: Sequence[str], train_per_class: int, val_per_class: int,
-              size: int) -> None:
-    """ImageNet's train/ and val/ folders and SimCLR's split files."""
+def _imagenet(out: Path, fashion_root: Path, wnids: Sequence[str], populated: int, train_per_class: int,
+              val_per_class: int, size: int) -> None:
+    """ImageNet's train/ and val/ folders (a folder per wnid, images in the first `populated`) and
+    SimCLR's split files."""
     val_number = 0
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):
         source = _Source(fashion_root, "train" if split == "train" else "val")
         for c, wnid in enumerate(wnids):
             folder = out / split / wnid
             folder.mkdir(parents=True)
-            for k in range(per_class):
+            for k in range(per_class if c < populated else 0):
                 # ImageNet's images vary in shape: alternate landscape, square and portrait
                 width, height = [(size * 4 // 3, size), (size, size), (size, size * 4 // 3)][(c + k) % 3]
                 image = source.take(c % 10).resize((width, height), Image.BICUBIC)
@@ -104,20 +107,23 @@ def _imagenet(out: Path, fashion_root: Path, wnids: Sequence[str], train_per_cla
                 image.save(folder / name, format="JPEG", quality=90)
     splits = out / "splits"
     splits.mkdir()
-    for name, fraction in SEMI_SPLITS.items():
-        take = max(1, int(round(fraction * train_per_class)))
-        lines = [f"{wnid}_{k + 1}.JPEG" for wnid in wnids for k in range(take)]
+    for name, per_class in SEMI_SPLITS.items():
+        take = min(per_class, train_per_class)
+        lines = [f"{wnid}_{k + 1}.JPEG" for wnid in wnids[:populated] for k in range(take)]
         (splits / name).write_text("".join(ln + "\n" for ln in lines))
 
 
-def _cifar(out: Path, fashion_root: Path, train_per_class: int, test_per_class: int) -> None:
-    """CIFAR-10 and CIFAR-100 as their python pickles (mokd.data.cifar.write_cifar_like)."""
+def _cifar(out: Path, fashion_root: Path, populated: int, train_per_class: int, test_per_class: int) -> None:
+    """CIFAR-10 and CIFAR-100 as their python pickles (mokd.data.cifar.write_cifar_like), images in
+    `populated` evenly spaced classes of each (every class of CIFAR-10 when it has no more)."""
     from mokd.data.cifar import write_cifar_like
 
     for name, names in (("cifar10", CIFAR10_NAMES), ("cifar100", CIFAR100_NAMES)):
+        step = max(1, len(names) // populated)
+        classes = list(range(0, len(names), step))[:populated]
         for train, per_class in ((True, train_per_class), (False, test_per_class)):
             source = _Source(fashion_root, "train" if train else "val")
-            labels = [c for c in range(len(names)) for _ in range(per_class)]
+            labels = [c for c in classes for _ in range(per_class)]
             images = np.stack([np.asarray(source.take(c % 10).resize((32, 32), Image.BICUBIC)) for c in labels])
             coarse = dict(coarse_labels=[c // 5 for c in labels], coarse_label_names=CIFAR100_COARSE_NAMES) \
                 if name == "cifar100" else {}
@@ -187,24 +193,31 @@ def build_paper_fixtures(
     fashion_root: str | Path,
     class_list: str | Path = "config/imagenet100_classes.txt",
     extra_classes: int = 10,
-    train_per_class: int = 4,
-    val_per_class: int = 2,
+    classes_with_images: int = 10,
+    train_per_class: int = 3,
+    val_per_class: int = 4,
     image_size: int = 96,
-    cifar_train_per_class: int = 4,
-    cifar_test_per_class: int = 2,
-    coco_train: int = 24,
-    coco_val: int = 12,
+    cifar_train_per_class: int = 2,
+    cifar_test_per_class: int = 1,
+    coco_train: int = 16,
+    coco_val: int = 8,
     coco_canvas: int = 160,
     seed: int = 0,
 ) -> Path:
-    """Write the fixtures (module docstring) under `root`, atomically; return `root`."""
+    """Write the fixtures (module docstring) under `root`, atomically; return `root`.
+
+    Every class of a set exists (a folder per wnid; CIFAR-100's 100 names), so each label space is the
+    real one, and the first `classes_with_images` classes of each hold images (`*_per_class` each):
+    the rehearsal's work stays small without changing what the protocols compute."""
     root, fashion_root = Path(root), Path(fashion_root)
     if not 0 <= extra_classes <= len(IMAGENET_EXTRA_WNIDS):
         raise ValueError(f"extra_classes must be in [0, {len(IMAGENET_EXTRA_WNIDS)}], got {extra_classes}")
     wnids = read_class_list(class_list)
     wnids += [w for w in IMAGENET_EXTRA_WNIDS if w not in wnids][:extra_classes]
-    params = {"class_list": [*wnids], "train_per_class": train_per_class, "val_per_class": val_per_class,
-              "image_size": image_size, "cifar_train_per_class": cifar_train_per_class,
+    if not 1 <= classes_with_images <= len(CIFAR10_NAMES):
+        raise ValueError(f"classes_with_images must be in [1, {len(CIFAR10_NAMES)}], got {classes_with_images}")
+    params = {"class_list": [*wnids], "classes_with_images": classes_with_images, "train_per_class": train_per_class,
+              "val_per_class": val_per_class, "image_size": image_size, "cifar_train_per_class": cifar_train_per_class,
               "cifar_test_per_class": cifar_test_per_class, "coco_train": coco_train, "coco_val": coco_val,
               "coco_canvas": coco_canvas, "seed": seed}
     manifest = root / MANIFEST
@@ -215,8 +228,8 @@ def build_paper_fixtures(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        _imagenet(tmp / "imagenet", fashion_root, wnids, train_per_class, val_per_class, image_size)
-        _cifar(tmp / "cifar", fashion_root, cifar_train_per_class, cifar_test_per_class)
+        _imagenet(tmp / "imagenet", fashion_root, wnids, classes_with_images, train_per_class, val_per_class, image_size)
+        _cifar(tmp / "cifar", fashion_root, classes_with_images, cifar_train_per_class, cifar_test_per_class)
         _coco(tmp / "coco", fashion_root, coco_train, coco_val, coco_canvas, seed)
         (tmp / MANIFEST).write_text(json.dumps(params, indent=1))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; data is meant to be shared
@@ -226,4 +239,3 @@ def build_paper_fixtures(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
-

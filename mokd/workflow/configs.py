@@ -132,6 +132,20 @@ def pretrain_key_origin(config: Mapping[str, Any], exp: str, key: str) -> str:
     return f"pretrain.{key}"
 
 
+def missing_protocol_files(protocols: Mapping[str, Any]) -> list[str]:
+    """One line per list file a protocol's settings name (a semi-supervised subset: SimCLR's split
+    files) that is not there."""
+    problems = []
+    for name, p in protocols.items():
+        subset = p.get("settings", {}).get("subset") or {}
+        path = subset.get("file_list") if isinstance(subset, Mapping) else None
+        if path and not Path(path).is_file():
+            problems.append(f"protocol '{name}': subset file list {path} not found (protocols.{name}.settings.subset."
+                            "file_list; SimCLR's ImageNet splits are imagenet_subsets/1percent.txt and 10percent.txt "
+                            "of github.com/google-research/simclr)")
+    return problems
+
+
 def missing_user_datasets(datasets: Mapping[str, Any]) -> list[str]:
     """One line per missing split of a user-provided dataset (`prepare: none`), naming the path."""
     user = {name: d for name, d in datasets.items() if d["prepare"] == "none"}

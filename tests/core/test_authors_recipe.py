@@ -291,3 +291,47 @@ def test_paper_config_runs_the_authors_recipe() -> None:
     assert pre["t_head"]["norm_last_layer"] is False and pre["t_head"]["pos_embed_interpolation"] == "dino"
     assert pre["sync_batchnorm"] is True and pre["precision"] == "fp16"
     assert cnn["clip_grad"] == vit["clip_grad"] == 3.0
+
+
+# ------------------------------------------------------------------ max_steps: a rehearsal's run length
+def test_max_steps_runs_the_first_steps_of_the_whole_schedule(fashion_root: Path, tmp_path: Path) -> None:
+    """`max_steps` stops a run (and exports it) after its first steps, on the schedules of the whole run;
+    those steps equal the first steps of the uninterrupted run; the last one is logged."""
+    import json
+
+    models = paper_like_pair()
+    short = make_trainer(tiny_config(models, fashion_root, epochs=4, max_steps=3), tmp_path / "short")
+    whole = make_trainer(tiny_config(models, fashion_root, epochs=4), tmp_path / "whole")
+    assert (short.total_iters, short.run_iters) == (whole.total_iters, 3) and whole.run_iters == whole.total_iters > 3
+    assert all((a.optimizers[0].lr == b.optimizers[0].lr).all() for a, b in zip(short.models, whole.models))
+    summary = short.train()
+    assert summary["steps"] == 3 and (tmp_path / "short" / "teacher_cnn.pt").is_file()
+    whole.train(stop_after=3)
+    for a, b in zip(short.models, whole.models):
+        for (name, pa), pb in zip(a.slot.state_dict().items(), b.slot.state_dict().values()):
+            assert torch.equal(pa, pb), name
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "short" / "log.jsonl").read_text().splitlines()]
+    assert steps[-1] == 2  # the record of the third step (steps are logged 0-based)
+
+
+def test_pretrain_dry_run_checks_and_says_what_would_run(fashion_root: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m mokd pretrain --dry-run`: the config, the launch options and the data are checked, what would
+    run (and be submitted) is said, nothing is trained or written (docs/CLUSTER.md's command runs this way)."""
+    import yaml
+
+    from mokd.cli import main
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"name": "fashion_mnist", "root": str(fashion_root)},
+                                   "models": [{"name": "r50", "backbone": {"arch": "resnet50"}}], "max_steps": 2}))
+    out = tmp_path / "runs" / "x"
+    args = ["pretrain", "--config", str(cfg), "--out", str(out), "--launcher", "slurm", "--gpus-per-node", "8",
+            "--cpus-per-task", "10", "--mem-gb", "480", "--partition", "gpu", "--dry-run"]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "would train r50 (resnet50): 100 epochs of batch 256, stopping after 2 steps, terms ['sm', 'st']" in said
+    assert "as a SLURM job: 1 node(s) x 8 task(s), 8 GPU(s) and 10 CPU(s) per task, memory 480.0 GB" in said
+    assert "partition gpu" in said and not out.exists()
+    assert main([*args[:-1], "epochz=3", "--dry-run"]) == 2  # a wrong key: the config error, before anything
+    assert "epochz" in capsys.readouterr().err

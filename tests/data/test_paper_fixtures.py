@@ -38,13 +38,15 @@ def test_imagenet_layout_and_the_imagenet100_subset(fixtures: Path) -> None:
     train = sorted(p.name for p in (imagenet / "train").iterdir())
     assert train == sorted(wnids + list(IMAGENET_EXTRA_WNIDS[:3]))
     assert sorted((imagenet / "train" / wnids[0]).iterdir())[0].name == f"{wnids[0]}_1.JPEG"
+    assert sorted(p.name for p in (imagenet / "val").iterdir()) == train  # every class folder, in both splits
     val_names = [p.name for d in (imagenet / "val").iterdir() for p in d.iterdir()]
-    assert len(val_names) == 103 and all(re.fullmatch(r"ILSVRC2012_val_\d{8}\.JPEG", n) for n in val_names)
+    assert len(val_names) == 10 and all(re.fullmatch(r"ILSVRC2012_val_\d{8}\.JPEG", n) for n in val_names)
     for split in ("train", "val"):
         check_dataset({"name": "imagefolder", "root": str(imagenet)}, split)
         check_dataset({"name": "imagefolder", "root": str(imagenet), "class_list": CLASS_LIST}, split)
     subset = build_dataset({"name": "imagefolder", "root": str(imagenet), "class_list": CLASS_LIST}, "train")
-    assert subset.classes == wnids and len(subset) == 300  # the 100 listed wnids, none of the extra ones
+    # the label space of the 100 listed wnids (none of the extra ones); images in the first 10 classes
+    assert subset.classes == wnids and len(subset) == 30 and sorted(set(subset.targets)) == list(range(10))
     image, label = subset[0]
     assert image.mode == "RGB" and label == 0 and min(image.size) == 40
 
@@ -52,7 +54,7 @@ def test_imagenet_layout_and_the_imagenet100_subset(fixtures: Path) -> None:
 def test_simclr_split_files_select_their_images(fixtures: Path) -> None:
     splits = fixtures / "imagenet" / "splits"
     lines = (splits / "1percent.txt").read_text().split()
-    assert lines and all(re.fullmatch(r"n\d{8}_\d+\.JPEG", ln) for ln in lines)
+    assert len(lines) == 20 and all(re.fullmatch(r"n\d{8}_\d+\.JPEG", ln) for ln in lines)  # 2 per class
     spec = {"name": "imagefolder", "root": str(fixtures / "imagenet"), "file_list": str(splits / "10percent.txt")}
     check_dataset(spec, "train")
     assert len(build_dataset(spec, "train")) == len((splits / "10percent.txt").read_text().split())
@@ -69,7 +71,7 @@ def test_flat_val_folder_says_how_to_arrange_it(fixtures: Path, tmp_path: Path) 
         with pytest.raises(FlatImageFolderError) as err:
             call({"name": "imagefolder", "root": str(flat)}, "val")
         message = str(err.value)
-        assert f"{flat / 'val'} holds 103 images directly and no class folders" in message
+        assert f"{flat / 'val'} holds 10 images directly and no class folders" in message
         assert f"{flat / 'val'}/<wnid>/<image>" in message and "valprep.sh" in message
     check_dataset({"name": "imagefolder", "root": str(flat)}, "train")  # the train split is fine
 
@@ -85,13 +87,15 @@ def test_cifar_files_as_distributed(fixtures: Path) -> None:
     with open(base100 / "train", "rb") as f:
         entry = pickle.load(f, encoding="latin1")
     assert {"data", "fine_labels", "coarse_labels", "filenames", "batch_label"} <= set(entry)
-    assert entry["data"].dtype == np.uint8 and entry["data"].shape == (200, 3072)
-    for cls, n_train in ((torchvision.datasets.CIFAR10, 20), (torchvision.datasets.CIFAR100, 200)):
+    assert entry["data"].dtype == np.uint8 and entry["data"].shape == (20, 3072)  # 10 classes with images x 2
+    assert sorted(set(entry["fine_labels"])) == list(range(0, 100, 10))
+    for cls, n_train in ((torchvision.datasets.CIFAR10, 20), (torchvision.datasets.CIFAR100, 20)):
         # torchvision's own reader; only its md5 checks (of the real archive's bytes) are switched off
         reader = type("Unchecked", (cls,), {"_check_integrity": lambda self: True, "meta": {**cls.meta, "md5": None}})
         data = reader(str(fixtures / "cifar"), train=True, download=False)
         assert len(data) == n_train and data[0][0].size == (32, 32)
-    assert reader(str(fixtures / "cifar"), train=False).classes[:2] == ["apple", "aquarium_fish"]
+    test = reader(str(fixtures / "cifar"), train=False)
+    assert len(test.classes) == 100 and test.classes[:2] == ["apple", "aquarium_fish"]
     for name in ("cifar10", "cifar100"):
         for split in ("train", "val"):
             check_dataset({"name": name, "root": str(fixtures / "cifar")}, split)

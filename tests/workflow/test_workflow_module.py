@@ -200,6 +200,18 @@ def test_a_valid_coco_folder_is_checked_as_a_coco_set(tmp_path: Path) -> None:
     assert len(problems) == 1 and problems[0].startswith("dataset 'coco' (val): COCO path") and "instances_val2017.json" in problems[0]
 
 
+def test_simclr_split_files_are_checked_before_any_job(tmp_path: Path) -> None:
+    """The paper scale's semi-supervised subsets are SimCLR's split files: a missing one is named with its key."""
+    paper = load("paper")
+    problems = configs.missing_protocol_files(paper["protocols"])
+    assert [p.split(":")[0] for p in problems] == ["protocol 'semi1'", "protocol 'semi10'"]
+    assert "/datasets/imagenet/splits/1percent.txt not found (protocols.semi1.settings.subset.file_list" in problems[0]
+    split = tmp_path / "1percent.txt"
+    split.write_text("n01440764_10026.JPEG\n")
+    paper["protocols"]["semi1"]["settings"]["subset"]["file_list"] = str(split)
+    assert len(configs.missing_protocol_files(paper["protocols"])) == 1
+
+
 def test_linear_cells_say_what_they_report(m: Matrix) -> None:
     """The paper scale reports the best of the evaluations every 5 epochs (authors), the CPU scales the last
     epoch: each table with linear cells says which, once per linear protocol; a k-NN-only table says nothing."""

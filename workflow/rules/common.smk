@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 from mokd.config import ConfigError
 from mokd.provenance import code_version
 from mokd.workflow import launch_args, settings
-from mokd.workflow.configs import load_workflow_config, missing_user_datasets
+from mokd.workflow.configs import load_workflow_config, missing_protocol_files, missing_user_datasets
 from mokd.workflow.matrix import RANDOM_PREFIX, Matrix
 from mokd.workflow.settings import as_json
 
@@ -106,7 +106,10 @@ gpu_resource = launch_args.gpu_resource
 # User-provided datasets (ImageNet, CIFAR, COCO at paper scale) are checked when the workflow is read, so
 # that a dry run (-n) names what is missing (a warning); a real run stops on it before any job (onstart,
 # workflow/rules/data.smk). Jobs that Snakemake runs in their own process (cluster jobs) do not check.
-MISSING_DATASETS = missing_user_datasets(config["datasets"]) if workflow.is_main_process else []
+MISSING_DATASETS = (
+    missing_user_datasets(config["datasets"]) + missing_protocol_files(config["protocols"])
+    if workflow.is_main_process else []
+)
 if MISSING_DATASETS:
     print(
         "warning: datasets missing (a real run stops before any job):\n  " + "\n  ".join(MISSING_DATASETS)
