@@ -128,9 +128,27 @@ def verify(root: Path) -> tuple[list[Finding], int, int]:
             findings += check_metrics(path, record, memo)
             n_metrics += 1
     tables = sorted(p for p in root.rglob("table_*") if p.parent.name == "tables" and p.suffix in TABLE_SUFFIXES)
-    for table in tables:
-        findings += check_table(table, memo)
+    findings += _per_table(sorted((f for t in tables for f in check_table(t, memo)), key=_table_of))
     return findings, len(tables), n_metrics
+
+
+def _table_of(finding: Finding) -> tuple[Path, str]:
+    """The table job a table file comes from (table_t1.md, .tex, .html and table_t1_vs_paper.tex: one)."""
+    return finding.path.parent, finding.path.stem.removesuffix("_vs_paper")
+
+
+def _per_table(findings: list[Finding]) -> list[Finding]:
+    """One finding per table and problem, named by its Markdown file (the others listed after it)."""
+    merged: dict[tuple[tuple[Path, str], str], list[Finding]] = {}
+    for finding in findings:
+        merged.setdefault((_table_of(finding), finding.problem), []).append(finding)
+    out = []
+    for group in merged.values():
+        first = min(group, key=lambda f: (f.path.suffix != ".md", f.path.name))
+        others = sorted(f.path.name for f in group if f is not first)
+        path = Path(f"{first.path} (and {', '.join(others)})") if others else first.path
+        out.append(Finding(first.kind, path, first.problem, first.fix))
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         findings, n_tables, n_metrics = verify(folder)
         for finding in findings:
             print(finding.line())
-        verdict = f"{len(findings)} do not match" if findings else "all match what they were built from"
+        verdict = (f"{len(findings)} {'does' if len(findings) == 1 else 'do'} not match" if findings
+                   else "all match what they were built from")
         print(f"verify: {folder}: {n_tables} table files and {n_metrics} metrics files checked: {verdict}",
               file=sys.stderr)
         total += len(findings)
