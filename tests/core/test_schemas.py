@@ -61,7 +61,7 @@ def test_dataset_schema_agrees_with_the_code() -> None:
 def test_detection_bad_key_and_value_name_their_path() -> None:
     with pytest.raises(ConfigError) as err:
         detection.check_settings({"data": {"roots": "x"}})
-    assert err.value.key == "data.roots" and "allowed keys here: ['root', 'train', 'val']" in str(err.value)
+    assert err.value.key == "data.roots" and "allowed keys here: ['name', 'root', 'train', 'val']" in str(err.value)
     with pytest.raises(ConfigError, match=r"detect setting 'freeze_at' must be one of \[0, 1, 2\], got 3"):
         detection.check_settings({"freeze_at": 3})
     with pytest.raises(ConfigError, match=r"detect setting 'min_size' must be an integer or a list, got 'x'"):
