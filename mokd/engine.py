@@ -264,6 +264,10 @@ class Trainer:
                 "momentum": float(model.momentum[step]),
                 **stats,
             }
+            t_head = model.optimizers[0].group_schedule("t_head")
+            if t_head is not None:  # a T-Head group on schedules of its own (t_head_group)
+                record[model.name]["t_head_lr"] = float(t_head.lr[step])
+                record[model.name]["t_head_wd"] = 0.0 if t_head.weight_decay is None else float(t_head.weight_decay[step])
         return record
 
     def check_finite(self, model: ModelState, terms: dict[str, torch.Tensor]) -> None:

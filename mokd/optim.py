@@ -29,6 +29,7 @@ class GroupSchedule:
 
     lr: np.ndarray
     weight_decay: np.ndarray | None
+    name: str = "model"  # "model" (the model's own schedules) or "t_head" (t_head_group's)
 
 
 def schedules_of(cfg: dict[str, Any], batch_size: int, epochs: int, iters_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +66,10 @@ class ScheduledOptimizer:
         wd = self.schedules[0].weight_decay
         return wd if wd is not None else np.zeros_like(self.schedules[0].lr)
 
+    def group_schedule(self, name: str) -> GroupSchedule | None:
+        """The first group schedule named `name` (e.g. "t_head"), if any."""
+        return next((s for s in self.schedules if s.name == name), None)
+
     def apply(self, step: int) -> None:
         for group, schedule in zip(self.optimizer.param_groups, self.schedules):
             group["lr"] = float(schedule.lr[step])
@@ -98,10 +103,10 @@ def scheduled_optimizer(
         t_lr, t_wd = schedules_of(t_head_group, batch_size, epochs, iters_per_epoch)
         t_params = [(n, p) for n, p in trainable if in_t_head(n)]
         if t_head_group["decay_norms_and_biases"]:
-            groups.append(([p for _, p in t_params], GroupSchedule(t_lr, t_wd)))
+            groups.append(([p for _, p in t_params], GroupSchedule(t_lr, t_wd, "t_head")))
         else:
-            groups.append(([p for n, p in t_params if not is_no_decay(n, p)], GroupSchedule(t_lr, t_wd)))
-            groups.append(([p for n, p in t_params if is_no_decay(n, p)], GroupSchedule(t_lr, None)))
+            groups.append(([p for n, p in t_params if not is_no_decay(n, p)], GroupSchedule(t_lr, t_wd, "t_head")))
+            groups.append(([p for n, p in t_params if is_no_decay(n, p)], GroupSchedule(t_lr, None, "t_head")))
     optimizer = build_optimizer([{"params": params} for params, _ in groups], cfg, float(lr[0]))
     scheduled = ScheduledOptimizer(optimizer, [schedule for _, schedule in groups])
     scheduled.apply(0)

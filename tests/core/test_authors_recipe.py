@@ -81,6 +81,11 @@ def test_cnn_t_head_is_a_third_group_of_its_sgd(fashion_root: Path, tmp_path: Pa
         assert groups[1]["lr"] == pytest.approx(cnn_lr) and groups[1]["weight_decay"] == 0.0
         assert groups[2]["lr"] == pytest.approx(t_lr) and groups[2]["weight_decay"] == pytest.approx(t_wd)
 
+    record = trainer.step_record(25, 12, [({}, {}, 0.0), ({}, {}, 0.0)])
+    assert record["cnn"]["t_head_lr"] == pytest.approx(by_hand_lr(3e-4 * batch / 256, 1e-5, 10 * ipe, total, 25))
+    assert record["cnn"]["t_head_wd"] == pytest.approx(0.4 + 0.5 * (0.04 - 0.4) * (1 + math.cos(math.pi * 25 / total)))
+    assert "t_head_lr" not in record["vit"]  # the ViT's T-Head follows the ViT's own schedules (logged as lr, wd)
+
     vit_groups = vit.optimizers[0].optimizer.param_groups
     assert len(vit.optimizers) == 1 and isinstance(vit.optimizers[0].optimizer, torch.optim.AdamW) and len(vit_groups) == 2
     vit_named = dict(vit.slot.student.named_parameters())
