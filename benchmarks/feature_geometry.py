@@ -42,7 +42,7 @@ def class_share(features: torch.Tensor, labels: torch.Tensor) -> float:
 
 def read_cache(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (float64) and labels of a feature-cache file; a file without them is an error naming it."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = torch.load(path, map_location="cpu", weights_only=True)  # tensors and a key, as mokd/eval/features.py writes them
     if not isinstance(blob, dict) or "features" not in blob or "labels" not in blob:
         raise SystemExit(f"{path}: not a feature cache (expected a dict with 'features' and 'labels')")
     return blob["features"].double(), blob["labels"]
