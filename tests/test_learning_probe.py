@@ -14,7 +14,7 @@ from mokd.config import ConfigError
 
 
 def data_overrides(root: Path) -> list[str]:
-    return [f"datasets.{name}.spec.root={root}" for name in ("pretrain", "train", "val")]
+    return [f"datasets.{name}.spec.root={root}" for name in ("pretrain", "train", "val", "probe_train", "probe_val")]
 
 
 def test_probe_reports_trained_and_random_knn(fashion_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,6 +28,8 @@ def test_probe_reports_trained_and_random_knn(fashion_root: Path, tmp_path: Path
     assert json.loads(json.dumps(result)) == json.loads(out.read_text())
     rows = result["rows"]
     assert [(r["model"], r["seed"]) for r in rows] == [("r18", 0), ("r18", 1)]
+    assert result["knn_protocol"] == "knn_probe"  # the held-out split the scale defines, not a table's
+    assert result["held_out_overlap"] and not any(result["held_out_overlap"].values())
     for row in rows:
         for key in ("knn_top1", "knn_top1_random_init"):
             assert 0.0 <= row[key] <= 100.0
