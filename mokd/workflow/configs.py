@@ -118,8 +118,10 @@ def pretrain_key_origin(config: Mapping[str, Any], exp: str, key: str) -> str:
             return f"models.{role}.{rest}"
         if first == "lambda":
             return f"experiments.{exp}.lambda"
-        family = config["models"][role]["family"]
-        return f"families.{family}" + (f".{rest}" if rest else "")
+        model = config["models"][role]
+        if _sets(model.get("settings") or {}, rest):
+            return f"models.{role}.settings.{rest}"
+        return f"families.{model['family']}" + (f".{rest}" if rest else "")
     if key in ("<top level>", ""):
         return "pretrain"
     first = key.split(".")[0].split("[")[0]
@@ -130,6 +132,18 @@ def pretrain_key_origin(config: Mapping[str, Any], exp: str, key: str) -> str:
     if first in e:
         return f"experiments.{exp}.{key}"
     return f"pretrain.{key}"
+
+
+def _sets(settings: Mapping[str, Any], dotted: str) -> bool:
+    """Whether a nested mapping sets the dotted key (or a section above it): `a.b` in {a: {b: 1}}."""
+    node: Any = settings
+    for part in re.split(r"[.\[]", dotted):
+        if not isinstance(node, Mapping):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def missing_protocol_files(protocols: Mapping[str, Any]) -> list[str]:

@@ -29,7 +29,8 @@ def pretrain_settings(
 ) -> dict[str, Any]:
     """The pre-training config (not validated) of a pair (two roles) or of a DINO baseline (one role):
     the scale's `pretrain` section, the normalisation, the baseline's terms (L_sm only), the pair's
-    T-Head width (the widest ViT's), the overrides, and each model's family settings, backbone, lambda."""
+    T-Head width (the widest ViT's), the overrides, and each model's family settings (with the model's own
+    `settings` over them), backbone, lambda."""
     pair = len(roles) == 2
     cfg = copy.deepcopy(config["pretrain"])
     cfg["data"] = copy.deepcopy(config["datasets"][dataset]["spec"])
@@ -46,7 +47,8 @@ def pretrain_settings(
     entries = []
     for role, lam in zip(roles, lambdas):
         m = models[role]
-        entry = deep_merge(config["families"][m["family"]], {"name": role, "backbone": m["backbone"]})
+        family = deep_merge(config["families"][m["family"]], m.get("settings") or {})
+        entry = deep_merge(family, {"name": role, "backbone": m["backbone"]})
         entry["lambda"] = lam
         entries.append(entry)
     cfg["models"] = entries

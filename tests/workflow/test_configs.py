@@ -15,6 +15,8 @@ from mokd.workflow.configs import (
     resolve_config,
     typed_values,
 )
+from mokd.workflow.matrix import Matrix
+from mokd.workflow.settings import check_pretrain_configs, pretrain_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,6 +102,23 @@ def test_pretrain_keys_are_named_where_the_workflow_config_sets_them() -> None:
     cfg["experiments"]["dino_r34"]["epochs"] = 20
     assert pretrain_key_origin(cfg, "dino_r34", "epochs") == "experiments.dino_r34.epochs"
     assert pretrain_key_origin(cfg, "dino_r34", "batch_size") == "pretrain.batch_size"
+    cfg["models"]["r50"]["settings"] = {"teacher_temp": {"start": 0.02}}
+    assert pretrain_key_origin(cfg, exp, "models[0].teacher_temp.start") == "models.r50.settings.teacher_temp.start"
+    assert pretrain_key_origin(cfg, exp, "models[0].teacher_temp.end") == "families.cnn.teacher_temp.end"
+
+
+def test_a_models_own_settings_override_its_familys_for_that_model_only() -> None:
+    cfg = load_workflow_config(["config/test.yaml"], {"models": {"r18": {"settings": {"teacher_temp": {"start": 0.02}}}}})
+    family = cfg["families"]["cnn"]
+    assert "settings" not in cfg["models"]["r34"]
+    r18, r34 = pretrain_settings(cfg, ["r18", "r34"], [1.0, 1.0])["models"]
+    assert r18["teacher_temp"]["start"] == 0.02
+    assert r18["teacher_temp"]["end"] == family["teacher_temp"]["end"]  # the rest: the family's
+    assert r34["teacher_temp"] == family["teacher_temp"]
+    assert r18["optimizer"] == r34["optimizer"] == family["optimizer"]
+    bad = load_workflow_config(["config/test.yaml"], {"models": {"r18": {"settings": {"teacher_tmp": 0.02}}}})
+    with pytest.raises(ConfigError, match=r"models\.r18\.settings\.teacher_tmp"):
+        check_pretrain_configs(Matrix(bad))
 
 
 BROKEN_YAML = "scale:\n  results: x\n  seeds: [0\n  foo: 1\n"  # an unclosed list: YAML stops at line 4
