@@ -47,8 +47,8 @@ def pretrain_settings(
     entries = []
     for role, lam in zip(roles, lambdas):
         m = models[role]
-        family = deep_merge(config["families"][m["family"]], m.get("settings") or {})
-        entry = deep_merge(family, {"name": role, "backbone": m["backbone"]})
+        own = {**(m.get("settings") or {}), "name": role, "backbone": m["backbone"]}
+        entry = deep_merge(config["families"][m["family"]], own)
         entry["lambda"] = lam
         entries.append(entry)
     cfg["models"] = entries
