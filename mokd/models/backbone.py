@@ -18,7 +18,7 @@ from mokd.config import validate
 from mokd.models.attention import attention_probs
 from mokd.models.pos_embed import install_pos_embed
 
-CNN_FAMILIES = ("resnet", "efficientnet", "mobilenetv3", "tinynet")
+CNN_FAMILIES = ("resnet", "efficientnet", "mobilenetv3", "tinynet", "tf_efficientnet", "tf_mobilenetv3")
 VIT_FAMILIES = ("vit",)
 
 

@@ -58,6 +58,14 @@ def test_small_stem_keeps_several_positions() -> None:
     assert standard.eval()(torch.randn(1, 3, 32, 32)).grid == (1, 1)
 
 
+def test_tf_ported_mobile_nets_are_cnns_and_take_the_small_stem() -> None:
+    """timm's TensorFlow ports (e.g. MobileNet-v3 minimal: no squeeze-excitation) build as CNNs; stem stride 1."""
+    backbone = build_backbone({"arch": "tf_mobilenetv3_small_minimal_100", "stem_stride": 1}).eval()
+    assert backbone.kind == "cnn"
+    assert backbone(torch.randn(1, 3, 32, 32)).grid == (2, 2)
+    assert build_backbone({"arch": "tf_mobilenetv3_small_minimal_100"}).eval()(torch.randn(1, 3, 32, 32)).grid == (1, 1)
+
+
 def test_search_changes_the_embedding_and_query_position_is_dropped() -> None:
     torch.manual_seed(0)
     t_head = THead(16, 16, 10, depth=2, num_heads=2, base_grid=3)
