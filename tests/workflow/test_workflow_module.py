@@ -85,8 +85,8 @@ def test_evaluation_groups_and_the_plan_of_a_group(m: Matrix) -> None:
     """The test scale inherits the default's groups; a group's plan is each protocol's own job settings."""
     assert m.evaluation_groups == {"features": ["knn", "linear"], "features_100": ["knn_100", "linear_100"],
                                    "semi": ["semi1", "semi10"], "transfer": ["cifar10", "cifar100"]}
-    # knn_probe (the held-out probe split of benchmarks/learning_probe.py) is in no group; no table asks for it
-    assert m.ungrouped_protocols() == ["detection", "knn_probe"]
+    # knn_probe(_100) (the held-out probe splits of benchmarks/learning_probe.py) are in no group; no table asks for them
+    assert m.ungrouped_protocols() == ["detection", "knn_probe", "knn_probe_100"]
     plan = json.loads(settings.group_plan(m, ["knn", "linear"], "dino_r18", ["r18"], 1))
     assert [(p["protocol"], p["command"], p["out"], p["checkpoint"]) for p in plan] == [
         ("knn", "knn", m.metrics("dino_r18", "r18", "knn", 1), m.teacher("dino_r18", "r18", 1)),
