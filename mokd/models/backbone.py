@@ -29,7 +29,9 @@ class BackboneSpec:
     `stem_stride` sets the total stride of a CNN's stem, so that a small image still leaves a
     several-position last feature map for the T-Head at the small scale: None keeps the architecture's
     own (ResNet 4: stride-2 conv + max-pool; EfficientNet/MobileNet 2), 2 drops a ResNet's max-pool,
-    1 is a CIFAR-style stem (ResNet: 3x3 stride-1 conv, no max-pool).
+    1 is a CIFAR-style stem (ResNet: 3x3 stride-1 conv, no max-pool). `squeeze_excite` False removes
+    every squeeze-excitation module of an EfficientNet/MobileNet (a CPU-scale option, like the
+    MobileNet-v3 paper's "minimalistic" variant; the paper's networks keep theirs).
     """
 
     arch: str
@@ -37,13 +39,15 @@ class BackboneSpec:
     stem_stride: int | None = None
     drop_path: float = 0.0
     pos_embed_interpolation: str = "dino"
+    squeeze_excite: bool = True
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> "BackboneSpec":
         """From a config mapping, checked against mokd/schemas/backbone.yaml (defaults filled in)."""
         cfg = validate(dict(cfg), "backbone", label="backbone config key")
         return cls(arch=cfg["arch"], timm_kwargs=dict(cfg["timm_kwargs"]), stem_stride=cfg["stem_stride"],
-                   drop_path=float(cfg["drop_path"]), pos_embed_interpolation=cfg["pos_embed_interpolation"])
+                   drop_path=float(cfg["drop_path"]), pos_embed_interpolation=cfg["pos_embed_interpolation"],
+                   squeeze_excite=bool(cfg["squeeze_excite"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,7 @@ class BackboneSpec:
             "stem_stride": self.stem_stride,
             "drop_path": self.drop_path,
             "pos_embed_interpolation": self.pos_embed_interpolation,
+            "squeeze_excite": self.squeeze_excite,
         }
 
     @property
@@ -90,6 +95,19 @@ def _set_stem_stride(model: nn.Module, arch: str, stride: int) -> None:
         model.conv_stem.stride = (1, 1)
 
 
+SQUEEZE_EXCITE_CLASSES = ("SqueezeExcite", "SEModule", "EffectiveSEModule")
+
+
+def _remove_squeeze_excite(model: nn.Module, arch: str) -> None:
+    """Replace every squeeze-excitation module (timm's classes above) by an identity."""
+    targets = [name for name, mod in model.named_modules() if type(mod).__name__ in SQUEEZE_EXCITE_CLASSES]
+    if not targets:
+        raise ValueError(f"backbone.squeeze_excite: false, but {arch!r} has no squeeze-excitation module")
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.Identity())
+
+
 class Backbone(nn.Module):
     """A timm network without classifier, exposing pooled features and last-stage tokens."""
 
@@ -112,6 +130,8 @@ class Backbone(nn.Module):
             if self.kind != "cnn":
                 raise ValueError(f"stem_stride applies to CNNs only, not {spec.arch!r}")
             _set_stem_stride(self.net, spec.arch, spec.stem_stride)
+        if not spec.squeeze_excite:
+            _remove_squeeze_excite(self.net, spec.arch)
         if self.kind == "vit":
             self.feature_dim = self.net.embed_dim
             self.token_dim = self.net.embed_dim

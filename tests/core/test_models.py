@@ -66,6 +66,28 @@ def test_tf_ported_mobile_nets_are_cnns_and_take_the_small_stem() -> None:
     assert build_backbone({"arch": "tf_mobilenetv3_small_minimal_100"}).eval()(torch.randn(1, 3, 32, 32)).grid == (1, 1)
 
 
+def test_squeeze_excite_false_removes_every_se_module_and_only_those() -> None:
+    """TinyNet-E without squeeze-excitation: no SE module left, the rest of the network (and its output) unchanged."""
+    torch.manual_seed(0)
+    with_se = build_backbone({"arch": "tinynet_e", "stem_stride": 1}).eval()
+    torch.manual_seed(0)
+    without = build_backbone({"arch": "tinynet_e", "stem_stride": 1, "squeeze_excite": False}).eval()
+    names = {type(m).__name__ for m in without.modules()}
+    assert "SqueezeExcite" not in names and "SqueezeExcite" in {type(m).__name__ for m in with_se.modules()}
+    se_params = {k for k in with_se.state_dict() if ".se." in k}
+    assert se_params and set(without.state_dict()) == set(with_se.state_dict()) - se_params
+    # with every gate made the identity by hand, the SE network computes what the SE-free one does
+    for block in with_se.modules():
+        if hasattr(block, "se"):
+            block.se = torch.nn.Identity()
+    without.load_state_dict(with_se.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(with_se(x).pooled, without(x).pooled)
+    assert without.spec.to_dict()["squeeze_excite"] is False
+    with pytest.raises(ValueError, match="resnet18.*no squeeze-excitation"):
+        build_backbone({"arch": "resnet18", "squeeze_excite": False})
+
+
 def test_search_changes_the_embedding_and_query_position_is_dropped() -> None:
     torch.manual_seed(0)
     t_head = THead(16, 16, 10, depth=2, num_heads=2, base_grid=3)

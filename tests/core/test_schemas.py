@@ -34,7 +34,7 @@ def test_backbone_in_a_pretrain_config_is_checked_and_filled_through_its_ref() -
     cfg = {"data": {"name": "cifar10", "root": "data"}, "models": [{"name": "a", "backbone": {"arch": "resnet18"}}]}
     out = validate(cfg, "pretrain")
     assert out["models"][0]["backbone"] == {"arch": "resnet18", "timm_kwargs": {}, "stem_stride": None, "drop_path": 0.0,
-                                              "pos_embed_interpolation": "dino"}
+                                              "pos_embed_interpolation": "dino", "squeeze_excite": True}
     bad = copy.deepcopy(cfg)
     bad["models"][0]["backbone"]["drop_path"] = 2
     with pytest.raises(ConfigError, match=r"config key 'models\[0\]\.backbone\.drop_path' must be <= 1, got 2"):
