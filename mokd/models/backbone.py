@@ -104,8 +104,7 @@ def _remove_squeeze_excite(model: nn.Module, arch: str) -> None:
     if not targets:
         raise ValueError(f"backbone.squeeze_excite: false, but {arch!r} has no squeeze-excitation module")
     for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, nn.Identity())
+        model.set_submodule(name, nn.Identity())
 
 
 class Backbone(nn.Module):

@@ -68,9 +68,7 @@ def test_tf_ported_mobile_nets_are_cnns_and_take_the_small_stem() -> None:
 
 def test_squeeze_excite_false_removes_every_se_module_and_only_those() -> None:
     """TinyNet-E without squeeze-excitation: no SE module left, the rest of the network (and its output) unchanged."""
-    torch.manual_seed(0)
     with_se = build_backbone({"arch": "tinynet_e", "stem_stride": 1}).eval()
-    torch.manual_seed(0)
     without = build_backbone({"arch": "tinynet_e", "stem_stride": 1, "squeeze_excite": False}).eval()
     names = {type(m).__name__ for m in without.modules()}
     assert "SqueezeExcite" not in names and "SqueezeExcite" in {type(m).__name__ for m in with_se.modules()}
